@@ -1,0 +1,196 @@
+"""Neuron datasets on disk: one parquet file per layer plus a dataset card.
+
+Layout of a dataset directory::
+
+    DIR/card.json                 DatasetCard (provenance + content hash)
+    DIR/README.md                 the same card for humans / the HF hub (YAML config header)
+    DIR/data/layer-007.parquet    one row per neuron of layer 7
+
+One file per layer keeps loading a few layers cheap and lets the recorder write layer
+by layer. The parquet rows are plain nested lists/structs, so HF ``datasets`` reads the
+directory directly: ``datasets.load_dataset("parquet", data_dir=f"{DIR}/data")``.
+Every file is written atomically; the card, which carries the content hash, is written
+last, so a directory without a card is an interrupted write and refuses to load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from neuronbench._atomic import atomic_path, write_json, write_text
+from neuronbench._version import __version__
+from neuronbench.datasets.errors import DatasetError
+from neuronbench.datasets.schema import DatasetCard, NeuronId, NeuronRecord
+
+CARD = "card.json"
+DATA = "data"
+
+
+def _layer_file(root: Path, layer: int) -> Path:
+    return root / DATA / f"layer-{layer:03d}.parquet"
+
+
+def _row(n: NeuronRecord) -> dict[str, Any]:
+    d = n.to_dict()
+    ident = d.pop("id")
+    return {**ident, **d}
+
+
+def _neuron(row: dict[str, Any]) -> NeuronRecord:
+    ident = {k: row.pop(k) for k in ("subject", "site", "layer", "index")}
+    return NeuronRecord.from_dict({"id": ident, **row})
+
+
+def content_hash(root: Path) -> str:
+    """sha256 over the dataset's parquet files (names and bytes), in a fixed order."""
+    h = hashlib.sha256()
+    for f in sorted((root / DATA).glob("layer-*.parquet")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+@dataclass
+class NeuronDataset:
+    """A set of neuron records with the card that says where they came from."""
+
+    card: DatasetCard
+    """Provenance: subject, corpus, token count, seed, code version, content hash."""
+    neurons: dict[NeuronId, NeuronRecord] = field(default_factory=dict)
+    """Neuron records keyed by id."""
+    path: Path | None = None
+    """Directory the dataset was loaded from or saved to, if any."""
+
+    def __len__(self) -> int:
+        return len(self.neurons)
+
+    def __iter__(self) -> Iterator[NeuronRecord]:
+        return iter(self.neurons[k] for k in sorted(self.neurons))
+
+    def __getitem__(self, key: NeuronId | str) -> NeuronRecord:
+        if isinstance(key, str):
+            for nid, rec in self.neurons.items():
+                if nid.key == key or str(nid) == key:
+                    return rec
+            raise KeyError(f"no neuron {key!r} in dataset {self.path or self.card.subject}")
+        return self.neurons[key]
+
+    @property
+    def layers(self) -> list[int]:
+        return sorted({n.layer for n in self.neurons})
+
+    def add(self, records: Iterable[NeuronRecord]) -> None:
+        for r in records:
+            self.neurons[r.id] = r
+
+    def save(self, root: str | Path) -> Path:
+        """Write all layers, then the card (with content hash) last; returns the directory."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        root = Path(root)
+        (root / DATA).mkdir(parents=True, exist_ok=True)
+        old_card = root / CARD
+        if old_card.exists():
+            old_card.unlink()  # the dataset is invalid until the new card lands
+        by_layer: dict[int, list[NeuronRecord]] = {}
+        for n in self:
+            by_layer.setdefault(n.id.layer, []).append(n)
+        for stale in (root / DATA).glob("layer-*.parquet"):
+            if int(stale.stem.split("-")[1]) not in by_layer:
+                stale.unlink()
+        for layer, recs in by_layer.items():
+            table = pa.Table.from_pylist([_row(r) for r in recs])
+            with atomic_path(_layer_file(root, layer)) as tmp:
+                pq.write_table(table, tmp, compression="zstd")
+        self.card.layers = sorted(by_layer)
+        self.card.code_version = self.card.code_version or __version__
+        self.card.content_hash = content_hash(root)
+        write_text(root / "README.md", render_card(self.card, len(self)))
+        write_json(root / CARD, self.card.to_dict())
+        self.path = root
+        return root
+
+    @classmethod
+    def load(
+        cls, root: str | Path, layers: Iterable[int] | None = None, verify: bool = True
+    ) -> NeuronDataset:
+        """Load a dataset directory, validating every record; errors name file, neuron and record."""
+        root = Path(root)
+        card = read_card(root)
+        if verify:
+            actual = content_hash(root)
+            if actual != card.content_hash:
+                raise DatasetError(
+                    f"{root}: content hash mismatch (card {card.content_hash[:12]}, "
+                    f"files {actual[:12]}): files changed or a write was interrupted"
+                )
+        wanted = card.layers if layers is None else list(layers)
+        ds = cls(card=card, path=root)
+        for layer in wanted:
+            f = _layer_file(root, layer)
+            if not f.exists():
+                raise DatasetError(f"{f}: missing file for layer {layer} (card lists {card.layers})")
+            for row in _read_rows(f):
+                try:
+                    rec = _neuron(row)
+                except DatasetError as e:
+                    raise DatasetError(f"{f}: {e}") from None
+                except (KeyError, TypeError, ValueError) as e:
+                    raise DatasetError(f"{f}: malformed neuron row ({e!r})") from None
+                ds.neurons[rec.id] = rec
+        return ds
+
+
+def _read_rows(f: Path) -> list[dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(f).to_pylist()
+    except (OSError, pa.ArrowException) as e:
+        raise DatasetError(f"{f}: corrupt or truncated parquet file ({e})") from None
+
+
+def read_card(root: str | Path) -> DatasetCard:
+    """Read ``card.json``; a missing card means no dataset or an interrupted write."""
+    f = Path(root) / CARD
+    if not f.exists():
+        raise DatasetError(f"{f}: no dataset card (not a neuronbench dataset, or its write was interrupted)")
+    try:
+        return DatasetCard.from_dict(json.loads(f.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, TypeError) as e:
+        raise DatasetError(f"{f}: corrupt dataset card ({e})") from None
+
+
+def render_card(card: DatasetCard, n_neurons: int) -> str:
+    """A Hugging Face dataset card (YAML header + prose) for the dataset directory."""
+    return f"""---
+configs:
+- config_name: default
+  data_files: "data/layer-*.parquet"
+tags: [interpretability, neurons, neuronbench]
+---
+# Neuron activation records: {card.subject}
+
+Recorded with neuronbench {card.code_version}: {n_neurons} neurons ({card.site} site),
+layers {card.layers}, over {card.n_tokens:,} tokens of `{card.corpus}` in records of
+{card.record_length} tokens, seed {card.seed}.
+
+| field | value |
+|---|---|
+| subject | `{card.subject}` |
+| revision | `{card.revision}` |
+| corpus | `{card.corpus}` |
+| tokens | {card.n_tokens} |
+| seed | {card.seed} |
+| content sha256 | `{card.content_hash}` |
+
+Each row is one neuron: `top` (records sorted by max activation), `random`,
+`quantile` samples with `quantile_boundaries`, and activation moments.
+"""

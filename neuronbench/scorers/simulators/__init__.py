@@ -1,0 +1,1 @@
+"""Simulators: predict activations from an explanation (logprob, generation, lexical, embedding)."""

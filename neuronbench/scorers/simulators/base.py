@@ -1,0 +1,42 @@
+"""The contract every simulator meets: explanation + token lists in, per-token predictions out.
+
+A simulator never sees real activations. It either returns one prediction per token
+of every record, or a flagged failure with the reason and the raw model output:
+never a silent row of zeros.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass
+class Simulation:
+    """A simulator's predictions for the records of one neuron under one explanation."""
+
+    predictions: list[list[float]] | None
+    """Predicted activation (0-10 scale) per token, per record; None when the simulation failed."""
+    error: str | None = None
+    """Why the simulation failed (unparseable output, length mismatch...); None on success."""
+    raw_output: str | None = None
+    """The model's raw output, kept for failures and for inspection."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """Extra per-simulator information (e.g. forward passes used, per-position distributions)."""
+
+    @property
+    def failed(self) -> bool:
+        return self.predictions is None
+
+
+@runtime_checkable
+class Simulator(Protocol):
+    """Predicts a neuron's activations on token sequences from an explanation alone."""
+
+    name: str
+    """Short identifier recorded in scores and leaderboards (e.g. ``logprob``, ``embedding``)."""
+
+    async def simulate(self, explanation: str, records: Sequence[Sequence[str]]) -> Simulation:
+        """Predict an activation for every token of every record."""
+        ...

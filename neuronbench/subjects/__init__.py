@@ -1,0 +1,1 @@
+"""neuronbench.subjects"""
