@@ -47,7 +47,12 @@ class NeuronId:
         return f"{self.subject}/{self.layer}/{self.index}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"subject": self.subject, "site": self.site, "layer": self.layer, "index": self.index}
+        return {
+            "subject": self.subject,
+            "site": self.site,
+            "layer": self.layer,
+            "index": self.index,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NeuronId:
@@ -145,8 +150,12 @@ class NeuronRecord:
             for i, r in enumerate(records):
                 r.validate(f"{prefix}neuron {self.id} quantile[{q}][{i}]")
         maxes = [r.max_activation for r in self.top]
-        if any(a < b for a, b in zip(maxes, maxes[1:])):
-            raise DatasetError(f"{prefix}neuron {self.id}: top records are not sorted by max activation")
+        for i, (a, b) in enumerate(zip(maxes[:-1], maxes[1:], strict=True)):
+            if a < b:
+                raise DatasetError(
+                    f"{prefix}neuron {self.id} top[{i + 1}]: top records are not sorted by max "
+                    f"activation (top[{i}] max {a!r} < top[{i + 1}] max {b!r})"
+                )
 
     @property
     def max_activation(self) -> float:
@@ -231,6 +240,8 @@ class DatasetCard:
     """sha256 over the stored neuron data; changes iff the data changes."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Anything else the producer wants recorded (top_k, sample sizes, timings...)."""
+    file_hashes: dict[str, str] = field(default_factory=dict)
+    """sha256 of each stored data file by name, so a mismatch names the file that changed."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -245,6 +256,7 @@ class DatasetCard:
             "code_version": self.code_version,
             "content_hash": self.content_hash,
             "extra": dict(self.extra),
+            "file_hashes": dict(self.file_hashes),
         }
 
     @classmethod

@@ -35,6 +35,42 @@ def _layer_file(root: Path, layer: int) -> Path:
     return root / DATA / f"layer-{layer:03d}.parquet"
 
 
+def _schema() -> Any:
+    """The parquet schema of one neuron row, fixed so every layer file has the same one.
+
+    Inferring it per file breaks readers that take the schema from the first file (HF
+    ``datasets``, ``pq.read_table(dir)``): a layer whose neurons have no quantile samples
+    gets ``list<null>``, and the next layer's records then fail to cast to it.
+    """
+    import pyarrow as pa
+
+    record = pa.struct(
+        [
+            ("tokens", pa.list_(pa.string())),
+            ("activations", pa.list_(pa.float64())),
+            ("position", pa.int64()),
+        ]
+    )
+    return pa.schema(
+        [
+            ("subject", pa.string()),
+            ("site", pa.string()),
+            ("layer", pa.int64()),
+            ("index", pa.int64()),
+            ("top", pa.list_(record)),
+            ("random", pa.list_(record)),
+            ("quantile", pa.list_(pa.list_(record))),
+            ("quantile_boundaries", pa.list_(pa.float64())),
+            ("mean", pa.float64()),
+            ("variance", pa.float64()),
+            ("skewness", pa.float64()),
+            ("kurtosis", pa.float64()),
+            ("firing_rate", pa.float64()),
+            ("n_tokens", pa.int64()),
+        ]
+    )
+
+
 def _row(n: NeuronRecord) -> dict[str, Any]:
     d = n.to_dict()
     ident = d.pop("id")
@@ -42,8 +78,17 @@ def _row(n: NeuronRecord) -> dict[str, Any]:
 
 
 def _neuron(row: dict[str, Any]) -> NeuronRecord:
+    row = dict(row)  # the caller still needs the id fields for its error message
     ident = {k: row.pop(k) for k in ("subject", "site", "layer", "index")}
     return NeuronRecord.from_dict({"id": ident, **row})
+
+
+def file_hashes(root: Path) -> dict[str, str]:
+    """sha256 of each parquet file of the dataset, by file name."""
+    return {
+        f.name: hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in sorted((root / DATA).glob("layer-*.parquet"))
+    }
 
 
 def content_hash(root: Path) -> str:
@@ -53,6 +98,23 @@ def content_hash(root: Path) -> str:
         h.update(f.name.encode())
         h.update(f.read_bytes())
     return h.hexdigest()
+
+
+def _hash_mismatch(root: Path, card: DatasetCard, actual: str) -> DatasetError:
+    """Name the files that differ from the card, so the user knows which one to re-create."""
+    data = root / DATA
+    now = file_hashes(root)
+    then = card.file_hashes
+    changed = [data / n for n in sorted(set(now) | set(then)) if now.get(n) != then.get(n)]
+    detail = ", ".join(
+        f"{f} ({'missing' if f.name not in now else 'unexpected' if f.name not in then else 'changed'})"
+        for f in changed
+    )
+    return DatasetError(
+        f"{root / CARD}: content hash mismatch (card {card.content_hash[:12]}, "
+        f"files {actual[:12]}): files changed or a write was interrupted"
+        + (f": {detail}" if detail else f"; data files: {sorted(now)}")
+    )
 
 
 @dataclass
@@ -105,12 +167,13 @@ class NeuronDataset:
             if int(stale.stem.split("-")[1]) not in by_layer:
                 stale.unlink()
         for layer, recs in by_layer.items():
-            table = pa.Table.from_pylist([_row(r) for r in recs])
+            table = pa.Table.from_pylist([_row(r) for r in recs], schema=_schema())
             with atomic_path(_layer_file(root, layer)) as tmp:
                 pq.write_table(table, tmp, compression="zstd")
         self.card.layers = sorted(by_layer)
         self.card.code_version = self.card.code_version or __version__
         self.card.content_hash = content_hash(root)
+        self.card.file_hashes = file_hashes(root)
         write_text(root / "README.md", render_card(self.card, len(self)))
         write_json(root / CARD, self.card.to_dict())
         self.path = root
@@ -126,23 +189,23 @@ class NeuronDataset:
         if verify:
             actual = content_hash(root)
             if actual != card.content_hash:
-                raise DatasetError(
-                    f"{root}: content hash mismatch (card {card.content_hash[:12]}, "
-                    f"files {actual[:12]}): files changed or a write was interrupted"
-                )
+                raise _hash_mismatch(root, card, actual)
         wanted = card.layers if layers is None else list(layers)
         ds = cls(card=card, path=root)
         for layer in wanted:
             f = _layer_file(root, layer)
             if not f.exists():
-                raise DatasetError(f"{f}: missing file for layer {layer} (card lists {card.layers})")
+                raise DatasetError(
+                    f"{f}: missing file for layer {layer} (card lists {card.layers})"
+                )
             for row in _read_rows(f):
                 try:
                     rec = _neuron(row)
                 except DatasetError as e:
                     raise DatasetError(f"{f}: {e}") from None
                 except (KeyError, TypeError, ValueError) as e:
-                    raise DatasetError(f"{f}: malformed neuron row ({e!r})") from None
+                    who = f"layer {row.get('layer')} neuron {row.get('index')}"
+                    raise DatasetError(f"{f}: malformed row for {who} ({e!r})") from None
                 ds.neurons[rec.id] = rec
         return ds
 
@@ -161,10 +224,12 @@ def read_card(root: str | Path) -> DatasetCard:
     """Read ``card.json``; a missing card means no dataset or an interrupted write."""
     f = Path(root) / CARD
     if not f.exists():
-        raise DatasetError(f"{f}: no dataset card (not a neuronbench dataset, or its write was interrupted)")
+        raise DatasetError(
+            f"{f}: no dataset card (not a neuronbench dataset, or its write was interrupted)"
+        )
     try:
         return DatasetCard.from_dict(json.loads(f.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, TypeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError) as e:
         raise DatasetError(f"{f}: corrupt dataset card ({e})") from None
 
 
