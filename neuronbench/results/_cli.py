@@ -1,0 +1,78 @@
+"""``neuronbench leaderboard`` and ``neuronbench viewer``: thin wrappers over results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    from neuronbench.results.leaderboard import build_leaderboard, to_markdown, write_leaderboard
+    from neuronbench.results.plots import make_plots
+
+    try:
+        lb = build_leaderboard(
+            args.log_dir, baseline=args.baseline, epochs=args.epochs, seed=args.seed
+        )
+    except ValueError as e:
+        print(f"neuronbench leaderboard: error: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else Path(args.log_dir) / "results"
+    paths = write_leaderboard(lb, out)
+    if not args.no_plots:
+        paths |= make_plots(lb, out)
+    print(to_markdown(lb))
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    if args.json:
+        print(json.dumps(lb.to_dict()))
+    return 0
+
+
+def _viewer(args: argparse.Namespace) -> int:
+    from neuronbench.results.viewer import write_viewer
+
+    page = write_viewer(args.log_dir, args.out, bundle=args.bundle)
+    print(f"wrote {page} (open it in a browser; no server needed)")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``leaderboard`` and ``viewer`` subcommands."""
+    p = sub.add_parser(
+        "leaderboard",
+        help="leaderboard (md/csv/json + plots) from explain_neurons inspect logs",
+        description="One row per explainer × strategy × simulator: mean score with bootstrap 95%% CI, "
+        "fraction ≥ 0.8, random-only score, failures, tokens and cost per neuron; paired bootstrap "
+        "differences against a baseline row over the neurons both scored.",
+    )
+    p.add_argument("log_dir", help="directory of inspect logs")
+    p.add_argument("--out", help="output directory (default LOG_DIR/results)")
+    p.add_argument(
+        "--baseline",
+        help="row to compare every other row with: rank, label or unique substring "
+        "(e.g. 'shuffled'); default the best non-control row",
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        help="explanations were sampled N times per neuron: use epochs 1..N (error if fewer) "
+        "and report test-retest agreement (reported whenever logs hold ≥ 2 epochs)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument(
+        "--json", action="store_true", help="print the leaderboard as one JSON object last"
+    )
+    p.set_defaults(func=_leaderboard)
+
+    v = sub.add_parser("viewer", help="static HTML neuron viewer for explain_neurons inspect logs")
+    v.add_argument("log_dir", help="directory of inspect logs")
+    v.add_argument("--out", required=True, help="output directory (index.html is written there)")
+    v.add_argument(
+        "--bundle",
+        action="store_true",
+        help="also run `inspect view bundle` into OUT/inspect and link it from the page",
+    )
+    v.set_defaults(func=_viewer)
