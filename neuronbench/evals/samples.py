@@ -1,0 +1,147 @@
+"""Which neurons an eval runs on, and what each sample carries.
+
+One sample per neuron: id = ``NeuronId.key`` (file-name safe), metadata = the neuron's
+records (top + random, needed by the scorers; quantile samples left out), its summary
+statistics (so results group by layer), the scoring split, and ``negatives``: a few
+near-silent quantile records for ``with_negatives``, chosen so that none of them is a
+top or random record (those belong to splits, and scoring records must never be shown).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from inspect_ai.dataset import Sample
+
+from neuronbench.datasets import (
+    ActivationRecord,
+    DatasetError,
+    NeuronDataset,
+    NeuronRecord,
+    scoring_records,
+    train_records,
+)
+from neuronbench.datasets.normalize import normalize
+
+_KEY_LAYER = (re.compile(r"-L(\d+)-N\d+$"), re.compile(r"^(?:[^/]+/)?(\d+)/\d+$"))
+
+
+def layers_named(neurons: str | int | None) -> list[int] | None:
+    """Layers an explicit comma-separated neuron list needs (None: load every layer)."""
+    if neurons is None or isinstance(neurons, int) or str(neurons).strip().isdigit():
+        return None
+    text = str(neurons).strip()
+    if text.startswith("stratified:"):
+        return None
+    layers: set[int] = set()
+    for key in (k.strip() for k in text.split(",") if k.strip()):
+        m = next((m for p in _KEY_LAYER if (m := p.search(key))), None)
+        if m is None:
+            return None
+        layers.add(int(m.group(1)))
+    return sorted(layers)
+
+
+def _resolve(ds: NeuronDataset, key: str) -> NeuronRecord:
+    for n in ds:
+        nid = n.id
+        if key in (nid.key, str(nid), f"{nid.layer}/{nid.index}"):
+            return n
+    some = ", ".join(n.id.key for n in list(ds)[:3])
+    raise DatasetError(
+        f"neuron {key!r} not in dataset {ds.path or ds.card.subject} "
+        f"(keys look like {some}, or 'subject/layer/index', or 'layer/index')"
+    )
+
+
+def stratified(neurons: Sequence[NeuronRecord], n: int, seed: int) -> list[NeuronRecord]:
+    """``n`` neurons spread evenly over layers (round-robin), each layer's picks seeded by ``seed``."""
+    rng = random.Random(seed)
+    by_layer: dict[int, list[NeuronRecord]] = {}
+    for rec in sorted(neurons, key=lambda r: r.id):
+        by_layer.setdefault(rec.id.layer, []).append(rec)
+    pools = [rng.sample(recs, len(recs)) for _, recs in sorted(by_layer.items())]
+    picked: list[NeuronRecord] = []
+    while len(picked) < n and any(pools):
+        for pool in pools:
+            if pool and len(picked) < n:
+                picked.append(pool.pop())
+    return sorted(picked, key=lambda r: r.id)
+
+
+def select_neurons(
+    ds: NeuronDataset, neurons: str | int | None, seed: int = 0
+) -> list[NeuronRecord]:
+    """The neurons to evaluate, sorted by id.
+
+    Args:
+        ds: The loaded dataset.
+        neurons: ``None`` (all), a count N (the first N by id), ``"stratified:N"`` (N spread
+            over layers, seeded), or comma-separated keys (``NeuronId.key``,
+            ``subject/layer/index`` or ``layer/index``).
+        seed: Seed for ``stratified:N``.
+    """
+    everything = list(ds)
+    if neurons is None or (isinstance(neurons, str) and not neurons.strip()):
+        return everything
+    if isinstance(neurons, int) or neurons.strip().isdigit():
+        count = int(neurons)
+        if count < 1:
+            raise ValueError(f"neurons={neurons!r}: need at least 1 neuron")
+        return everything[:count]
+    text = neurons.strip()
+    if text.startswith("stratified:"):
+        count_text = text.split(":", 1)[1]
+        if not count_text.strip().isdigit() or int(count_text) < 1:
+            raise ValueError(f"neurons={neurons!r}: use stratified:N with N >= 1")
+        return stratified(everything, int(count_text), seed)
+    picked = [_resolve(ds, k.strip()) for k in text.split(",") if k.strip()]
+    return sorted({p.id: p for p in picked}.values(), key=lambda r: r.id)
+
+
+def negatives(neuron: NeuronRecord, n: int) -> list[ActivationRecord]:
+    """Up to ``n`` quantile records, lowest max first, that read 0 on the neuron's 0-10 scale.
+
+    Records also present among top or random records (same position, or same tokens when
+    positions are unknown) are skipped: those are dealt to splits, some of them scored.
+    """
+    seen_pos = {r.position for r in [*neuron.top, *neuron.random] if r.position >= 0}
+    seen_tok = {tuple(r.tokens) for r in [*neuron.top, *neuron.random]}
+    top = neuron.max_activation
+    pool = [r for q in neuron.quantile for r in q]
+    pool = [
+        r
+        for r in pool
+        if r.position not in seen_pos
+        and tuple(r.tokens) not in seen_tok
+        and max(normalize(r.activations, top)) == 0
+    ]
+    return sorted(pool, key=lambda r: (r.max_activation, r.position))[:n]
+
+
+def _json_safe(d: dict[str, Any]) -> dict[str, Any]:
+    """NaN statistics (unknown, e.g. imported data) as None, which JSON logs can hold."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in d.items()}
+
+
+def sample_for(neuron: NeuronRecord, split: str, n_negatives: int = 2) -> Sample:
+    """One sample per neuron; raises :class:`DatasetError` if the neuron lacks a needed split."""
+    train_records(neuron)  # fail at task build, naming the neuron, not mid-eval
+    scoring_records(neuron, split)  # type: ignore[arg-type]
+    record = neuron.to_dict()
+    record.pop("quantile")
+    metadata: dict[str, Any] = {
+        "neuron": _json_safe(record),
+        **_json_safe(neuron.summary()),
+        "split": split,
+        "negatives": [r.to_dict() for r in negatives(neuron, n_negatives)],
+    }
+    return Sample(
+        id=neuron.id.key,
+        input=f"Explain neuron {neuron.id} (layer {neuron.id.layer}, index {neuron.id.index}).",
+        metadata=metadata,
+    )

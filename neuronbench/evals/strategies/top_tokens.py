@@ -1,0 +1,104 @@
+"""The paper's token-space baseline: the explainer sees only a list of top-activating tokens.
+
+Tokens are the distinct (whitespace-stripped) tokens of the shown train records, ranked by
+their max activation there, so this strategy sees exactly what ``token_activation_pairs``
+sees minus the context. Format follows the paper's ``TokenSpaceRepresentationExplainer``;
+text lives in ``prompts/top_tokens.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from inspect_ai.model import (
+    ChatMessage,
+    ChatMessageAssistant,
+    ChatMessageSystem,
+    ChatMessageUser,
+    get_model,
+)
+from inspect_ai.solver import Generate, Solver, TaskState, solver
+
+from neuronbench.datasets import ActivationRecord
+from neuronbench.evals.extraction import extract_explanation
+from neuronbench.evals.strategies._base import (
+    FewShotExample,
+    StrategyOptions,
+    finish,
+    fit_prompt,
+    load_data,
+    load_few_shot,
+    shown_records,
+    top_activating_tokens,
+)
+
+
+def token_list(records: Sequence[ActivationRecord], n_tokens: int) -> str:
+    """``'a', 'b', ...``: the top ``n_tokens`` tokens, quoted as the paper quotes them."""
+    return ", ".join(f"'{t}'" for t, _ in top_activating_tokens(records, n_tokens))
+
+
+def build_messages(
+    records: Sequence[ActivationRecord], few_shot: Sequence[FewShotExample], *, n_tokens: int = 20
+) -> list[ChatMessage]:
+    """The token-list prompt for ``records`` after the ``few_shot`` examples."""
+    p = load_data("top_tokens.json")
+    messages: list[ChatMessage] = [ChatMessageSystem(content=p["system"])]
+    for ex in few_shot:
+        messages.append(
+            ChatMessageUser(content=p["user"].format(tokens=token_list(ex.records, n_tokens)))
+        )
+        messages.append(
+            ChatMessageAssistant(content=p["answer"].format(explanation=ex.explanation))
+        )
+    messages.append(ChatMessageUser(content=p["user"].format(tokens=token_list(records, n_tokens))))
+    return messages
+
+
+@solver
+def top_tokens(
+    n_examples: int = 5,
+    n_tokens: int = 20,
+    max_prompt_tokens: int = 4000,
+    few_shot: str = "default",
+) -> Solver:
+    """Explain from the list of tokens with the highest activations in the train records.
+
+    Args:
+        n_examples: Train records the tokens are drawn from.
+        n_tokens: Tokens listed.
+        max_prompt_tokens: Context budget; records are dropped from the end to fit.
+        few_shot: Few-shot set, ``default``, ``test`` or a JSON path.
+    """
+    shots = load_few_shot(few_shot)
+
+    async def solve(state: TaskState, generate: Generate) -> TaskState:
+        fitted = await fit_prompt(
+            lambda recs, k: build_messages(recs, shots[:k], n_tokens=n_tokens),
+            shown_records(state, n_examples),
+            len(shots),
+            max_prompt_tokens,
+            get_model(),
+        )
+        state.messages = fitted.messages
+        state = await generate(state)
+        raw = state.output.completion
+        return finish(
+            state,
+            extract_explanation(raw),
+            strategy="top_tokens",
+            trimmed=fitted.trimmed,
+            shown=fitted.records,
+            raw_output=raw,
+        )
+
+    return solve
+
+
+def build(opts: StrategyOptions) -> Solver:
+    return top_tokens(
+        n_examples=opts.n_examples,
+        n_tokens=opts.n_tokens,
+        max_prompt_tokens=opts.max_prompt_tokens,
+        few_shot=opts.few_shot,
+    )

@@ -1,0 +1,211 @@
+"""explain_neurons: how well can a model explain what a neuron in another model does?
+
+Bills et al. 2023, "Language models can explain neurons in language models"
+(https://openaipublic.blob.core.windows.net/neuron-explainer/paper/index.html): an
+explainer model reads a neuron's top-activating records and writes a one-sentence
+explanation; a simulator model predicts the neuron's activations on held-out records
+from the explanation alone; the score is the correlation of simulated and real
+activations. One sample per neuron of a neuronbench dataset (``neuronbench record``).
+
+Model roles: ``--model`` is the explainer; ``--model-role simulator=...`` the simulator
+(required for the ``logprob`` and ``generation`` simulators, never defaulted to the
+explainer). The ``lexical`` and ``embedding`` simulators need no model.
+
+Commands::
+
+    # the paper's prompt, scored on the valid split by the local logprob simulator
+    inspect eval neuronbench/explain_neurons --model openai/gpt-4o-mini \\
+        --model-role simulator=neuronbench/smollm2 -T dataset=runs/smollm2 -T neurons=stratified:50
+
+    # fully offline: SmolLM2 explains and simulates
+    inspect eval neuronbench/explain_neurons --model neuronbench/smollm2 \\
+        --model-role simulator=neuronbench/smollm2 -T dataset=runs/smollm2 -T neurons=20
+
+    # other strategies and their knobs
+    inspect eval neuronbench/explain_neurons --model openai/gpt-4o-mini -T dataset=runs/smollm2 \\
+        -T strategy=highlighted -T show_values=true -T simulator=lexical
+    inspect eval neuronbench/explain_neurons --model openai/gpt-4o-mini \\
+        --model-role simulator=neuronbench/smollm2 -T dataset=runs/smollm2 -T strategy=best_of_k -T k=8
+
+    # floors (no explainer call; any --model, e.g. mockllm/model) and leaderboard runs on test
+    inspect eval neuronbench/explain_neurons --model mockllm/model -T dataset=runs/smollm2 \\
+        -T strategy=baseline -T simulator=lexical -T split=test
+    inspect eval neuronbench/explain_neurons --model mockllm/model -T dataset=runs/smollm2 \\
+        -T strategy=from_file -T explanation_file=human.jsonl -T simulator=lexical
+
+From Python: ``inspect_ai.eval(explain_neurons(dataset=..., strategy=...), model=...,
+model_roles={"simulator": "neuronbench/smollm2"})`` (or ``eval_set``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from inspect_ai import Task, task
+from inspect_ai.dataset import MemoryDataset
+from inspect_ai.solver import Generate, Solver, TaskState, solver
+
+from neuronbench.datasets import NeuronDataset
+from neuronbench.evals.samples import layers_named, sample_for, select_neurons
+from neuronbench.evals.strategies import STRATEGIES, StrategyOptions, build_strategy
+from neuronbench.evals.strategies.best_of_k import simulator_model
+
+DATASET_ENV = "NEURONBENCH_DATASET"
+"""Environment variable naming the dataset directory when ``-T dataset=`` is not given."""
+
+SPLITS = ("calibration", "valid", "test")
+
+
+@solver
+def require_simulator(kind: str) -> Solver:
+    """Fail before any explainer call when an LLM simulator has no ``simulator`` role model."""
+
+    async def solve(state: TaskState, generate: Generate) -> TaskState:
+        simulator_model(kind)
+        return state
+
+    return solve
+
+
+def _scorer_names(scorer: str | None) -> list[str]:
+    if scorer is None:
+        return []
+    return [s.strip() for s in str(scorer).split(",") if s.strip() and s.strip().lower() != "none"]
+
+
+@task
+def explain_neurons(
+    dataset: str | None = None,
+    split: str = "valid",
+    strategy: str = "token_activation_pairs",
+    n_examples: int = 5,
+    neurons: str | int | None = None,
+    seed: int = 0,
+    scorer: str = "simulation",
+    simulator: str = "logprob",
+    n_score_records: int | None = None,
+    explanation_file: str | None = None,
+    k: int = 4,
+    temperature: float = 1.0,
+    show_values: bool = False,
+    threshold: float = 0.3,
+    n_tokens: int = 20,
+    n_negatives: int = 2,
+    shuffle_source: str = "baseline",
+    few_shot: str = "default",
+    max_prompt_tokens: int = 4000,
+) -> Task:
+    """Explain each selected neuron with ``strategy`` and score the explanation by simulation.
+
+    Args:
+        dataset: NeuronDataset directory (default: ``$NEURONBENCH_DATASET``).
+        split: Scoring split: ``valid`` (development), ``test`` (leaderboards) or ``calibration``.
+        strategy: Explainer strategy, one of ``neuronbench.evals.STRATEGIES``.
+        n_examples: Train records shown to the explainer (trimmed to fit ``max_prompt_tokens``).
+        neurons: All (default), a count N, ``stratified:N`` (seeded, spread over layers) or
+            comma-separated neuron keys.
+        seed: Seed for neuron sampling and the ``shuffled`` control.
+        scorer: Comma-separated scorer names (``simulation``, ``detection``, ``fuzzing``,
+            ``embedding``); ``""`` or ``none`` for no scorer (explanations only).
+        simulator: Simulator kind for scoring and ``best_of_k``: ``logprob``, ``generation``,
+            ``lexical``, ``embedding``.
+        n_score_records: Scored records per group (top, random); default all in the split.
+        explanation_file: Explanations to read (``from_file``; ``shuffled`` with shuffle_source=file).
+        k: ``best_of_k``: candidates sampled.
+        temperature: ``best_of_k``: sampling temperature.
+        show_values: ``highlighted``: list the 0-10 value of each marked token.
+        threshold: ``highlighted``: mark tokens above this fraction of the max activation.
+        n_tokens: ``top_tokens``: tokens listed (``baseline`` names at most 5).
+        n_negatives: ``with_negatives``: silent contrast records shown.
+        shuffle_source: ``shuffled``: ``baseline`` or ``file`` explanations are dealt out.
+        few_shot: Few-shot set: ``default``, ``test`` or a JSON file path.
+        max_prompt_tokens: Prompt budget in tokens; records are dropped whole to fit.
+    """
+    path = dataset or os.environ.get(DATASET_ENV)
+    if not path:
+        raise ValueError(
+            f"explain_neurons needs a dataset: pass -T dataset=PATH (a directory written by "
+            f"`neuronbench record`) or set ${DATASET_ENV}"
+        )
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}: use one of {SPLITS} (train is what the explainer sees)")
+    from neuronbench.scorers.registry import SIMULATORS, simulator_needs_model
+
+    if simulator not in SIMULATORS:
+        raise ValueError(f"simulator={simulator!r}: use one of {', '.join(SIMULATORS)}")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+    if n_examples < 1:
+        raise ValueError(f"n_examples={n_examples}: show at least 1 record")
+
+    ds = NeuronDataset.load(Path(path), layers=layers_named(neurons))
+    selected = select_neurons(ds, neurons, seed)
+    if not selected:
+        raise ValueError(f"no neurons selected from {path} (neurons={neurons!r})")
+    samples = [sample_for(n, split, n_negatives) for n in selected]
+
+    opts = StrategyOptions(
+        name=strategy,
+        split=split,
+        n_examples=n_examples,
+        max_prompt_tokens=max_prompt_tokens,
+        seed=seed,
+        few_shot=few_shot,
+        show_values=show_values,
+        threshold=threshold,
+        n_tokens=n_tokens,
+        n_negatives=n_negatives,
+        k=k,
+        temperature=temperature,
+        simulator=simulator,
+        explanation_file=explanation_file,
+        shuffle_source=shuffle_source,
+        neurons={n.id.key: n for n in selected},
+    )
+    explainer = build_strategy(opts)
+
+    names = _scorer_names(scorer)
+    scorers = None
+    if names:
+        from neuronbench.scorers.registry import build_scorers
+
+        scorers = build_scorers(names, simulator=simulator, split=split, n_records=n_score_records)
+    needs_simulator = simulator_needs_model(simulator) and (bool(names) or strategy == "best_of_k")
+
+    args = {
+        "dataset": str(path),
+        "split": split,
+        "strategy": strategy,
+        "n_examples": n_examples,
+        "neurons": neurons,
+        "seed": seed,
+        "scorer": names,
+        "simulator": simulator,
+        "n_score_records": n_score_records,
+        "explanation_file": explanation_file,
+        "k": k,
+        "temperature": temperature,
+        "show_values": show_values,
+        "threshold": threshold,
+        "n_tokens": n_tokens,
+        "n_negatives": n_negatives,
+        "shuffle_source": shuffle_source,
+        "few_shot": few_shot,
+        "max_prompt_tokens": max_prompt_tokens,
+    }
+    return Task(
+        dataset=MemoryDataset(samples, name=f"{ds.card.subject}:{split}"),
+        setup=require_simulator(simulator) if needs_simulator else None,
+        solver=explainer,
+        scorer=scorers,
+        metadata={
+            "dataset": ds.card.to_dict(),
+            "dataset_path": str(Path(path).resolve()),
+            "content_hash": ds.card.content_hash,
+            "strategy": strategy,
+            "split": split,
+            "n_neurons": len(samples),
+            "args": args,
+        },
+    )
