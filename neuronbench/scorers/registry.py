@@ -1,0 +1,139 @@
+"""Name → factory tables for simulators and scorers, so the CLI and tasks pick them by string.
+
+Extend by adding an entry: ``SIMULATORS["mine"] = SimulatorSpec(factory, needs_model=True)``
+or ``SCORERS["mine"] = factory`` (a callable taking the keyword arguments of
+:class:`ScorerFactory`). Factories import their modules lazily, so importing the
+registry (and listing tasks) stays light: no torch, no sentence-transformers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from inspect_ai.model import Model
+    from inspect_ai.scorer import Scorer
+
+    from neuronbench.scorers.simulators.base import Simulator
+
+
+@dataclass(frozen=True)
+class SimulatorSpec:
+    """How to build one kind of simulator."""
+
+    factory: Callable[[Model | None], Simulator]
+    """Builds the simulator from the simulator model (None for model-free kinds)."""
+    needs_model: bool
+    """Whether the kind calls a model (then the scorer binds the ``simulator`` role)."""
+
+
+def _logprob(model: Model | None) -> Simulator:
+    from neuronbench.scorers.simulators.logprob import LogprobSimulator
+
+    assert model is not None
+    return LogprobSimulator(model)
+
+
+def _generation(model: Model | None) -> Simulator:
+    from neuronbench.scorers.simulators.generation import GenerationSimulator
+
+    assert model is not None
+    return GenerationSimulator(model)
+
+
+def _lexical(model: Model | None) -> Simulator:
+    from neuronbench.scorers.simulators.lexical import LexicalSimulator
+
+    return LexicalSimulator()
+
+
+def _embedding(model: Model | None) -> Simulator:
+    from neuronbench.scorers.simulators.embedding import EmbeddingSimulator
+
+    return EmbeddingSimulator()
+
+
+SIMULATORS: dict[str, SimulatorSpec] = {
+    "logprob": SimulatorSpec(_logprob, needs_model=True),
+    "generation": SimulatorSpec(_generation, needs_model=True),
+    "lexical": SimulatorSpec(_lexical, needs_model=False),
+    "embedding": SimulatorSpec(_embedding, needs_model=False),
+}
+"""Simulator kinds by name: the paper's logprob method, generation, and two model-free baselines."""
+
+
+def _spec(kind: str) -> SimulatorSpec:
+    if kind not in SIMULATORS:
+        raise ValueError(f"unknown simulator {kind!r} (choose from {', '.join(SIMULATORS)})")
+    return SIMULATORS[kind]
+
+
+def simulator_needs_model(kind: str) -> bool:
+    """Whether simulator ``kind`` calls a model."""
+    return _spec(kind).needs_model
+
+
+def make_simulator(kind: str, model: Model | None) -> Simulator:
+    """Build simulator ``kind``; ``model`` is required for model-based kinds, ignored otherwise."""
+    spec = _spec(kind)
+    if spec.needs_model and model is None:
+        raise ValueError(f"simulator {kind!r} needs a model (bind the 'simulator' model role)")
+    return spec.factory(model)
+
+
+class ScorerFactory(Protocol):
+    """Builds one inspect scorer from the run's common scoring options."""
+
+    def __call__(self, *, simulator: str, split: str | None, n_records: int | None) -> Scorer: ...
+
+
+def _simulation(*, simulator: str, split: str | None, n_records: int | None) -> Scorer:
+    from neuronbench.scorers.simulation import simulation
+
+    return simulation(simulator=simulator, split=split, n_records=n_records)
+
+
+def _detection(*, simulator: str, split: str | None, n_records: int | None) -> Scorer:
+    from neuronbench.scorers.detection import detection
+
+    return detection(split=split, n_records=n_records)
+
+
+def _fuzzing(*, simulator: str, split: str | None, n_records: int | None) -> Scorer:
+    from neuronbench.scorers.fuzzing import fuzzing
+
+    return fuzzing(split=split, n_records=n_records)
+
+
+def _embedding_scorer(*, simulator: str, split: str | None, n_records: int | None) -> Scorer:
+    from neuronbench.scorers.embedding_scorer import embedding
+
+    return embedding(split=split, n_records=n_records)
+
+
+SCORERS: dict[str, ScorerFactory] = {
+    "simulation": _simulation,
+    "detection": _detection,
+    "fuzzing": _fuzzing,
+    "embedding": _embedding_scorer,
+}
+"""Scorers by name (``-T scorer=simulation,detection``); factories may ignore options they do not use."""
+
+
+def build_scorers(
+    names: list[str] | str,
+    *,
+    simulator: str = "logprob",
+    split: str | None = None,
+    n_records: int | None = None,
+) -> list[Scorer]:
+    """inspect scorers for ``names`` (a list, or one comma-separated string), in order."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SCORERS]
+    if unknown:
+        raise ValueError(f"unknown scorer(s) {unknown} (choose from {', '.join(SCORERS)})")
+    _spec(simulator)  # fail on a typo before the eval starts
+    return [SCORERS[n](simulator=simulator, split=split, n_records=n_records) for n in names]

@@ -1,0 +1,193 @@
+"""The simulation scorer: predict held-out activations from the explanation, correlate.
+
+Reads the explanation the solver left in ``state.metadata["explanation"]`` and the
+neuron's records from the sample metadata (``"neuron"``), simulates the scoring split's
+top + random records with the chosen simulator, and scores the simulation with
+:func:`neuronbench.scorers.correlation.score_simulation`.
+
+Score value: ``{"top_and_random", "random_only", "top_only"}`` correlations (NaN when
+unscored: inspect's sentinel, skipped by every metric), ``"scored"`` (1.0 / 0.0, always
+finite so failures can be counted) and, with ``calibrate=True``, ``"r2"`` and
+``"absolute_deviation_explained"``. Score metadata keeps what a viewer needs to show the
+per-token predictions next to the real activations.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from inspect_ai.scorer import Metric, Score, Scorer, Target, mean, scorer, stderr
+from inspect_ai.solver import TaskState
+
+from neuronbench.datasets import NeuronRecord, ScoringSet, scoring_records
+from neuronbench.scorers.correlation import GROUPS, SimulationScores, score_simulation, shape_error
+from neuronbench.scorers.metrics import bootstrap_ci, frac_ge, mean_by_layer, n_failed, n_unscored
+from neuronbench.scorers.simulators.base import Simulation, Simulator
+
+CALIBRATED = ("r2", "absolute_deviation_explained")
+"""Value keys present only with ``calibrate=True``."""
+
+EMPTY_EXPLANATION = "empty explanation"
+"""Reason recorded when there is nothing to simulate (the ``empty`` control, or a blank answer)."""
+
+
+def simulation_metrics() -> dict[str, list[Metric]]:
+    """Dict-form metrics, one list per value key (inspect's list form would give 0 for dicts)."""
+
+    def headline() -> list[Metric]:
+        return [mean(), stderr(), bootstrap_ci(), frac_ge()]
+
+    return {
+        "top_and_random": [*headline(), mean_by_layer()],
+        "random_only": headline(),
+        "top_only": headline(),
+        "scored": [mean(), n_failed(), n_unscored()],
+        # absent keys resolve to nothing, so these appear only for calibrated runs
+        "r2": [mean(), stderr()],
+        "absolute_deviation_explained": [mean(), stderr()],
+    }
+
+
+def _value(scores: SimulationScores, calibrate: bool) -> dict[str, float]:
+    def f(x: float | None) -> float:
+        return math.nan if x is None else float(x)
+
+    value = {g: f(getattr(scores, g)) for g in GROUPS}
+    value["scored"] = 0.0 if scores.top_and_random is None else 1.0
+    if calibrate:
+        value.update({k: f(getattr(scores, k)) for k in CALIBRATED})
+    return value
+
+
+def _records_metadata(scoring: ScoringSet, sim: Simulation | None) -> list[dict[str, Any]]:
+    preds = sim.predictions if sim is not None and sim.predictions is not None else None
+    if preds is not None and shape_error(sim, scoring.all) is not None:  # type: ignore[arg-type]
+        preds = None
+    out = []
+    for i, (group, rec) in enumerate(
+        [("top", r) for r in scoring.top] + [("random", r) for r in scoring.random]
+    ):
+        out.append(
+            {
+                "group": group,
+                "position": rec.position,
+                "tokens": list(rec.tokens),
+                "activations": [float(a) for a in rec.activations],
+                "predictions": None if preds is None else [float(p) for p in preds[i]],
+            }
+        )
+    return out
+
+
+def _summary(scores: SimulationScores) -> str:
+    def f(x: float | None) -> str:
+        return "unscored" if x is None else f"{x:.3f}"
+
+    return (
+        f"top_and_random={f(scores.top_and_random)} random_only={f(scores.random_only)} "
+        f"top_only={f(scores.top_only)}"
+    )
+
+
+@scorer(metrics=simulation_metrics())
+def simulation(
+    simulator: str = "logprob",
+    split: str | None = None,
+    n_records: int | None = None,
+    calibrate: bool = False,
+    model: str | None = None,
+) -> Scorer:
+    """Score an explanation by how well a simulator predicts activations from it alone.
+
+    Args:
+        simulator: Simulator kind: ``logprob`` | ``generation`` | ``lexical`` | ``embedding``
+            (see ``neuronbench.scorers.registry.SIMULATORS``).
+        split: Scoring split (``valid`` for development, ``test`` for leaderboards);
+            None = the sample's ``split`` metadata, else ``valid``.
+        n_records: Top and random records each to score (None = all in the split).
+        calibrate: Also simulate the calibration split, fit a linear map from predictions
+            to activations there, and report r² and absolute deviation explained.
+        model: Simulator model name; None = the ``simulator`` model role (required for
+            model-based simulators, never a silent fallback to the explainer).
+    """
+    from neuronbench.scorers.registry import make_simulator, simulator_needs_model
+
+    sim_holder: list[Simulator] = []
+
+    def get_simulator() -> Simulator:
+        if not sim_holder:
+            m = None
+            if simulator_needs_model(simulator):
+                from inspect_ai.model import get_model
+
+                m = get_model(model) if model else get_model(role="simulator", required=True)
+            sim_holder.append(make_simulator(simulator, m))
+        return sim_holder[0]
+
+    async def score(state: TaskState, target: Target) -> Score:
+        meta = state.metadata
+        if not isinstance(meta.get("neuron"), dict):
+            raise ValueError(
+                f"sample {state.sample_id}: no 'neuron' record in the sample metadata "
+                "(the simulation scorer scores explain_neurons samples)"
+            )
+        neuron = NeuronRecord.from_dict(meta["neuron"])
+        use_split = split or meta.get("split") or "valid"
+        scoring = scoring_records(neuron, use_split, n_records)  # type: ignore[arg-type]
+        explanation = meta.get("explanation")
+        if not isinstance(explanation, str):
+            explanation = state.output.completion if state.output else ""
+        flags = list(meta.get("explanation_flags") or [])
+        sim_impl = get_simulator()
+        base: dict[str, Any] = {
+            "simulator": sim_impl.name,
+            "explanation": explanation,
+            "explanation_flags": flags,
+            "split": use_split,
+            "neuron_id": neuron.id.key,
+            "layer": neuron.id.layer,
+        }
+
+        sim: Simulation | None = None
+        reason: str | None
+        code: str | None
+        if not explanation.strip() or "empty" in flags:
+            scores = SimulationScores(None, None, None, {g: EMPTY_EXPLANATION for g in GROUPS})
+            status, reason, code = "unscored", EMPTY_EXPLANATION, "no_response"
+        else:
+            sim = await sim_impl.simulate(explanation, [r.tokens for r in scoring.all])
+            calibration = None
+            if calibrate:
+                cal_set = scoring_records(neuron, "calibration", n_records)
+                cal_sim = await sim_impl.simulate(explanation, [r.tokens for r in cal_set.all])
+                calibration = (cal_sim, cal_set)
+            scores = score_simulation(sim, scoring, calibration)
+            problem = shape_error(sim, scoring.all)
+            if problem is not None:
+                status, reason, code = "failed", problem, "grader_failed"
+            elif scores.top_and_random is None:
+                status, code = "unscored", "unscorable"
+                reason = scores.unscored.get("top_and_random", "no score")
+            else:
+                status, reason, code = "ok", None, None
+
+        metadata = {
+            **base,
+            "status": status,
+            "reason": reason,
+            "unscored": dict(scores.unscored),
+            "n_tokens": scores.n_tokens,
+            "records": _records_metadata(scoring, sim),
+            "raw_output": None if sim is None else sim.raw_output,
+            "simulation_details": {} if sim is None else sim.details,
+        }
+        return Score(
+            value=_value(scores, calibrate),
+            answer=explanation,
+            explanation=reason if reason is not None else _summary(scores),
+            reason=code,
+            metadata=metadata,
+        )
+
+    return score
