@@ -41,6 +41,8 @@ def _loads(value: Any) -> Any:
     """Parse a JSON column cell (``samples_df`` stores dicts as JSON strings)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
+    if type(value).__name__ in ("NAType", "NaTType"):  # pandas missing values
+        return None
     if isinstance(value, str):
         return json.loads(value) if value else None
     return value
