@@ -1,0 +1,155 @@
+"""``neuronbench plant`` (planted-neuron dataset) and ``neuronbench validate`` (scorer validity)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "plant",
+        help="write a dataset of planted neurons with known explanations",
+        description="Tokenize a corpus and plant synthetic neurons whose true explanation "
+        "(and three decoys) is known; the result is an ordinary neuron dataset.",
+    )
+    p.add_argument("--corpus", default="austen", help="corpus source (default: austen)")
+    p.add_argument(
+        "--subject",
+        default="smollm2",
+        help="whose tokenizer to use: smollm2 (offline default), tiny, or a HF id/path",
+    )
+    p.add_argument("--tokens", type=int, default=100_000, help="corpus tokens (default 100000)")
+    p.add_argument("--record-length", type=int, default=64)
+    p.add_argument("--top-k", type=int, default=40)
+    p.add_argument("--random", type=int, default=30, dest="n_random")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--specs", default=None, help="planted neuron spec JSON (default: bundled)")
+    p.add_argument("--out", required=True, help="output dataset directory")
+    p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    p.set_defaults(func=_plant)
+
+    v = sub.add_parser(
+        "validate",
+        help="rank simulators/scorers by how often they prefer true explanations of planted neurons",
+        description="Score the true and decoy explanations of every planted neuron and report "
+        "how often the truth beats every decoy (and the AUC), per decoy kind and family.",
+    )
+    v.add_argument("dataset", help="planted dataset directory (neuronbench plant)")
+    v.add_argument(
+        "--simulator", default="lexical,embedding", help="comma-separated simulator kinds"
+    )
+    v.add_argument(
+        "--scorer", default="", help="comma-separated scorers: embedding, detection, fuzzing"
+    )
+    v.add_argument(
+        "--model", default=None, help="inspect model for logprob/generation/detection/fuzzing"
+    )
+    v.add_argument("--split", default="valid", choices=["calibration", "valid", "test"])
+    v.add_argument("--n-records", type=int, default=None)
+    v.add_argument("--neurons", default=None, help="comma-separated neuron keys (default: all)")
+    v.add_argument("--json", action="store_true", help="last line: one JSON object")
+    v.set_defaults(func=_validate)
+
+
+def load_tokenizer(subject: str) -> Any:
+    """A tokenizer only (no weights): ``smollm2`` from its converted cache or GGUF, ``tiny``, or HF."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from transformers import AutoTokenizer
+
+    from neuronbench.subjects import models
+
+    if subject == "tiny":
+        return models.tiny_tokenizer()
+    if subject in models.SMOLLM2_ALIASES:
+        cache = models.cache_root() / models.SMOLLM2_NAME
+        if (cache / "tokenizer.json").is_file():
+            return AutoTokenizer.from_pretrained(str(cache))
+        gguf = models.smollm2_gguf_path()
+        return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    return AutoTokenizer.from_pretrained(subject)
+
+
+def _plant(args: argparse.Namespace) -> int:
+    from neuronbench.datasets.planted import PlantOptions, default_specs, plant_corpus
+
+    specs = default_specs(args.specs) if args.specs else default_specs()
+    opts = PlantOptions(
+        top_k=args.top_k,
+        n_random=args.n_random,
+        seed=args.seed,
+        corpus=args.corpus,
+        extra={"tokenizer": args.subject},
+    )
+    ds = plant_corpus(
+        load_tokenizer(args.subject),
+        args.corpus,
+        n_tokens=args.tokens,
+        record_length=args.record_length,
+        options=opts,
+        specs=specs,
+    )
+    out = ds.save(args.out)
+    print(f"planted {len(ds)} neurons over {ds.card.n_tokens} tokens of {args.corpus} → {out}")
+    for n in ds:
+        name = ds.card.extra["planted"][n.id.key]["name"]
+        print(f"  {n.id.key:28s} {name:20s} firing rate {n.firing_rate:.4f}")
+    if args.json:
+        print(json.dumps({"neurons": len(ds), "n_tokens": ds.card.n_tokens, "path": str(out)}))
+    return 0
+
+
+def _split(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from neuronbench.datasets import NeuronDataset
+    from neuronbench.scorers.agreement import rank_agreement
+    from neuronbench.scorers.validity import validate
+
+    ds = NeuronDataset.load(args.dataset)
+    reports = validate(
+        ds,
+        _split(args.simulator),
+        _split(args.scorer),
+        model=args.model,
+        split=args.split,
+        n_records=args.n_records,
+        neurons=_split(args.neurons) if args.neurons else None,
+    )
+    kinds = ["all", *next(iter(reports)).per_kind] if reports else []
+    print(
+        f"{'scorer':22s} {'beats all':>9s} {'auc':>6s}  " + " ".join(f"{k:>10s}" for k in kinds[1:])
+    )
+    for r in reports:
+        cells = " ".join(f"{r.per_kind[k]:10.2f}" for k in kinds[1:])
+        print(
+            f"{r.scorer:22s} {r.truth_beats_decoys:9.2f} {r.auc:6.3f}  {cells}  (n={r.n_neurons}, unscored={r.n_unscored})"
+        )
+    for r in reports:
+        print(f"\n{r.scorer} by family (truth beats: all / " + " / ".join(kinds[1:]) + ")")
+        for fam, rates in r.per_family.items():
+            print(f"  {fam:16s} " + " ".join(f"{rates[k]:.2f}" for k in kinds))
+    # agreement over every (neuron, candidate) explanation both scorers scored
+    flat = {
+        r.scorer: {f"{k}/{c}": v for k, row in r.scores.items() for c, v in row.items()}
+        for r in reports
+    }
+    agreement = rank_agreement(flat) if len(reports) > 1 else None
+    if agreement is not None:
+        print("\nSpearman rank agreement over the same explanations:")
+        print(agreement.render())
+    if args.json:
+        out: dict[str, Any] = {
+            "truth_beats_decoys": {r.scorer: r.truth_beats_decoys for r in reports},
+            "auc": {r.scorer: r.auc for r in reports},
+            "scorers": {r.scorer: r.summary() for r in reports},
+        }
+        if agreement is not None:
+            out["agreement"] = agreement.to_dict()
+        print(json.dumps(out))
+    return 0

@@ -1,0 +1,212 @@
+"""Scorer validity: does a simulator or scorer rank a planted neuron's true explanation first?
+
+For every planted neuron (``neuronbench.datasets.planted``) the truth and its three decoys
+(too broad, too narrow, a different concept) are scored on the neuron's held-out scoring
+split. A good scorer gives the truth the highest score. Reported per scorer:
+
+- ``truth_beats_decoys``: fraction of neurons whose truth scores strictly above every decoy;
+- ``per_kind``: fraction whose truth beats the decoy of each kind;
+- ``per_family``: the same, per neuron family;
+- ``auc``: P(truth score > decoy score) over all (truth, decoy) pairs, ties 0.5.
+
+An explanation the scorer cannot score (None) ranks below every scored one; two unscored
+explanations tie. Ties never count as the truth winning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from neuronbench.datasets import NeuronDataset, NeuronRecord, scoring_records
+from neuronbench.datasets.planted import DECOY_KINDS, PlantedNeuron, load_planted
+
+ExplanationScorer = Callable[[str, NeuronRecord], Awaitable["float | None"]]
+"""Scores one explanation of one neuron (higher is better); None when it cannot."""
+CANDIDATES = ("truth", *DECOY_KINDS)
+
+
+@dataclass
+class ValidityReport:
+    """How often one scorer ranks the true explanation above the decoys."""
+
+    scorer: str
+    """Label, e.g. ``simulator:embedding`` or ``scorer:embedding``."""
+    truth_beats_decoys: float
+    """Fraction of neurons whose truth scores strictly above all three decoys."""
+    auc: float
+    """P(truth > decoy) over all (neuron, decoy) pairs; ties count 0.5."""
+    per_kind: dict[str, float]
+    """Fraction of neurons whose truth beats the decoy of each kind."""
+    per_family: dict[str, dict[str, float]]
+    """Per neuron family: ``all`` (beats every decoy) and each decoy kind."""
+    n_neurons: int
+    """Planted neurons scored."""
+    n_unscored: int
+    """Explanations (truth or decoy) the scorer returned no score for."""
+    scores: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    """Every score: neuron key → candidate (``truth`` or a decoy kind) → score."""
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready figures (no per-neuron scores)."""
+        return {
+            "truth_beats_decoys": self.truth_beats_decoys,
+            "auc": self.auc,
+            "per_kind": self.per_kind,
+            "per_family": self.per_family,
+            "n_neurons": self.n_neurons,
+            "n_unscored": self.n_unscored,
+        }
+
+
+def _key(x: float | None) -> float:
+    return -np.inf if x is None or not np.isfinite(x) else float(x)
+
+
+def beats(truth: float | None, decoy: float | None) -> float:
+    """1 if the truth scores strictly higher, 0.5 on a tie, else 0 (unscored = lowest)."""
+    t, d = _key(truth), _key(decoy)
+    return 1.0 if t > d else 0.5 if t == d else 0.0
+
+
+def summarize(
+    scorer: str, scores: dict[str, dict[str, float | None]], families: dict[str, str]
+) -> ValidityReport:
+    """Rates and AUC from ``scores[neuron_key][candidate]`` (see the module docstring)."""
+    keys = sorted(scores)
+    win = {
+        k: {kind: beats(scores[k]["truth"], scores[k][kind]) == 1.0 for kind in DECOY_KINDS}
+        for k in keys
+    }
+
+    def rates(subset: list[str]) -> dict[str, float]:
+        out = {"all": float(np.mean([all(win[k].values()) for k in subset]))}
+        out.update({kind: float(np.mean([win[k][kind] for k in subset])) for kind in DECOY_KINDS})
+        return out
+
+    pairs = [beats(scores[k]["truth"], scores[k][kind]) for k in keys for kind in DECOY_KINDS]
+    overall = rates(keys) if keys else {"all": float("nan")}
+    by_family: dict[str, list[str]] = {}
+    for k in keys:
+        by_family.setdefault(families[k], []).append(k)
+    return ValidityReport(
+        scorer=scorer,
+        truth_beats_decoys=overall.pop("all"),
+        auc=float(np.mean(pairs)) if pairs else float("nan"),
+        per_kind=overall,
+        per_family={f: rates(ks) for f, ks in sorted(by_family.items())},
+        n_neurons=len(keys),
+        n_unscored=sum(v is None for k in keys for v in scores[k].values()),
+        scores=scores,
+    )
+
+
+async def score_candidates(
+    fn: ExplanationScorer, ds: NeuronDataset, planted: dict[str, PlantedNeuron]
+) -> dict[str, dict[str, float | None]]:
+    """Score truth and decoys of every planted neuron of ``ds`` with ``fn``."""
+    out: dict[str, dict[str, float | None]] = {}
+    for neuron in ds:
+        spec = planted.get(neuron.id.key)
+        if spec is None:
+            continue
+        texts = {"truth": spec.truth, **spec.decoys}
+        out[neuron.id.key] = {c: await fn(texts[c], neuron) for c in CANDIDATES}
+    return out
+
+
+def simulator_scorer(
+    kind: str, model: Any = None, split: str = "valid", n_records: int | None = None
+) -> ExplanationScorer:
+    """Headline simulation score (top-and-random correlation) with simulator ``kind``."""
+    from neuronbench.scorers.correlation import score_simulation
+    from neuronbench.scorers.registry import make_simulator
+
+    sim = make_simulator(kind, model)
+
+    async def fn(explanation: str, neuron: NeuronRecord) -> float | None:
+        scoring = scoring_records(neuron, split, n_records)  # type: ignore[arg-type]
+        result = await sim.simulate(explanation, [r.tokens for r in scoring.all])
+        return score_simulation(result, scoring).top_and_random
+
+    return fn
+
+
+def scorer_fn(
+    name: str, model: Any = None, split: str = "valid", n_records: int | None = None
+) -> ExplanationScorer:
+    """The headline value of scorer ``name`` (``embedding`` AUC, ``detection``/``fuzzing``
+    balanced accuracy; the latter two need ``model``)."""
+    import math
+
+    if name == "embedding":
+        from neuronbench.scorers.embedding_scorer import embedding_score
+
+        async def emb(explanation: str, neuron: NeuronRecord) -> float | None:
+            value, _, _ = await embedding_score(
+                explanation, neuron, split=split, n_records=n_records
+            )
+            return None if math.isnan(value) else value
+
+        return emb
+    if name in ("detection", "fuzzing"):
+        if model is None:
+            raise ValueError(f"scorer {name!r} needs a scorer model (--model)")
+        from neuronbench.scorers._classify import binary_metrics
+        from neuronbench.scorers.detection import detect
+        from neuronbench.scorers.fuzzing import fuzz
+
+        run = detect if name == "detection" else fuzz
+
+        async def classify(explanation: str, neuron: NeuronRecord) -> float | None:
+            result, _ = await run(model, explanation, neuron, split=split, n_records=n_records)
+            if result is None or result.failures:
+                return None
+            value = binary_metrics(result.labels, result.predictions)["balanced_accuracy"]
+            return None if math.isnan(value) else value
+
+        return classify
+    raise ValueError(f"unknown scorer {name!r} for validate (choose embedding, detection, fuzzing)")
+
+
+def validate(
+    ds: NeuronDataset,
+    simulators: Sequence[str] = ("lexical", "embedding"),
+    scorers: Sequence[str] = (),
+    *,
+    model: Any = None,
+    split: str = "valid",
+    n_records: int | None = None,
+    neurons: Sequence[str] | None = None,
+) -> list[ValidityReport]:
+    """Validity report of each simulator and scorer on a planted dataset.
+
+    Args:
+        ds: A planted dataset (``neuronbench plant``).
+        simulators: Simulator kinds (``lexical``, ``embedding``, ``logprob``, ``generation``).
+        scorers: Scorer names (``embedding``, ``detection``, ``fuzzing``).
+        model: inspect model (or name) for model-based simulators and scorers.
+        split: Held-out scoring split.
+        n_records: Top and random records each per neuron (None = all in the split).
+        neurons: Restrict to these neuron keys (e.g. a subset for the slow logprob simulator).
+    """
+    import asyncio
+
+    planted = load_planted(ds)
+    if neurons is not None:
+        planted = {k: v for k, v in planted.items() if k in set(neurons)}
+    if isinstance(model, str):
+        from inspect_ai.model import get_model
+
+        model = get_model(model)
+    families = {k: v.family for k, v in planted.items()}
+    jobs = [(f"simulator:{s}", simulator_scorer(s, model, split, n_records)) for s in simulators]
+    jobs += [(f"scorer:{s}", scorer_fn(s, model, split, n_records)) for s in scorers]
+    reports = []
+    for label, fn in jobs:
+        scores = asyncio.run(score_candidates(fn, ds, planted))
+        reports.append(summarize(label, scores, families))
+    return reports
