@@ -40,6 +40,17 @@ def seed() -> int:
     return 0
 
 
+@pytest.fixture(autouse=True)
+def _isolated_inspect_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Give every test its own inspect generate cache.
+
+    Explainers and simulators cache model calls (so reruns are free); tests script
+    different mock outputs for identical prompts, and must neither read each other's
+    cached answers nor write into the user's ~/.cache.
+    """
+    monkeypatch.setenv("INSPECT_CACHE_DIR", str(tmp_path_factory.mktemp("inspect-cache")))
+
+
 def make_record(**overrides: Any) -> ActivationRecord:
     """A valid ``ActivationRecord``; any field may be overridden.
 

@@ -44,6 +44,7 @@ from pathlib import Path
 
 from inspect_ai import Task, task
 from inspect_ai.dataset import MemoryDataset
+from inspect_ai.model import GenerateConfig
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from neuronbench.datasets import NeuronDataset
@@ -95,6 +96,7 @@ def explain_neurons(
     shuffle_source: str = "baseline",
     few_shot: str = "default",
     max_prompt_tokens: int = 4000,
+    max_tokens: int | None = None,
 ) -> Task:
     """Explain each selected neuron with ``strategy`` and score the explanation by simulation.
 
@@ -121,6 +123,9 @@ def explain_neurons(
         shuffle_source: ``shuffled``: ``baseline`` or ``file`` explanations are dealt out.
         few_shot: Few-shot set: ``default``, ``test`` or a JSON file path.
         max_prompt_tokens: Prompt budget in tokens; records are dropped whole to fit.
+        max_tokens: Explainer output budget (default: 400 for ``chain_of_thought``, else 80).
+            An explanation is one sentence; small local models otherwise ramble to the
+            provider's limit, which costs minutes per neuron on a CPU.
     """
     path = dataset or os.environ.get(DATASET_ENV)
     if not path:
@@ -193,12 +198,16 @@ def explain_neurons(
         "shuffle_source": shuffle_source,
         "few_shot": few_shot,
         "max_prompt_tokens": max_prompt_tokens,
+        "max_tokens": max_tokens,
     }
+    if max_tokens is None:
+        max_tokens = 400 if strategy == "chain_of_thought" else 80
     return Task(
         dataset=MemoryDataset(samples, name=f"{ds.card.subject}:{split}"),
         setup=require_simulator(simulator) if needs_simulator else None,
         solver=explainer,
         scorer=scorers,
+        config=GenerateConfig(max_tokens=max_tokens),
         metadata={
             "dataset": ds.card.to_dict(),
             "dataset_path": str(Path(path).resolve()),

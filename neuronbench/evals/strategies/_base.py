@@ -277,3 +277,19 @@ def finish(
     state.metadata.update(extra)
     state.output.completion = extraction.explanation
     return state
+
+
+def explainer_cache() -> Any:
+    """inspect cache policy for explainer calls, so a rerun or a second simulator is free.
+
+    The key ignores ``model_args``, so a local model's weights revision goes into the scopes:
+    a new checkpoint under the same name is a miss. Epochs stay distinct (``per_epoch``),
+    so test-retest runs still sample fresh explanations.
+    """
+    from inspect_ai.model import CachePolicy, get_model
+
+    api = get_model().api
+    revision = str(getattr(api, "revision", "") or "")
+    return CachePolicy(
+        expiry=None, per_epoch=True, scopes={"revision": revision} if revision else {}
+    )

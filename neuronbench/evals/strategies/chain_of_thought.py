@@ -16,6 +16,7 @@ from neuronbench.datasets import ActivationRecord
 from neuronbench.evals.extraction import COT_MARKER, extract_explanation
 from neuronbench.evals.strategies._base import (
     StrategyOptions,
+    explainer_cache,
     finish,
     fit_prompt,
     load_data,
@@ -51,7 +52,7 @@ def chain_of_thought(n_examples: int = 5, max_prompt_tokens: int = 4000) -> Solv
             get_model(),
         )
         state.messages = fitted.messages
-        state = await generate(state)
+        state = await generate(state, cache=explainer_cache())
         raw = state.output.completion
         return finish(
             state,

@@ -25,6 +25,7 @@ from neuronbench.evals.extraction import extract_explanation
 from neuronbench.evals.strategies._base import (
     FewShotExample,
     StrategyOptions,
+    explainer_cache,
     finish,
     fit_prompt,
     load_data,
@@ -126,7 +127,7 @@ def highlighted(
             get_model(),
         )
         state.messages = fitted.messages
-        state = await generate(state)
+        state = await generate(state, cache=explainer_cache())
         raw = state.output.completion
         return finish(
             state,

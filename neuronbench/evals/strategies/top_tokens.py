@@ -24,6 +24,7 @@ from neuronbench.evals.extraction import extract_explanation
 from neuronbench.evals.strategies._base import (
     FewShotExample,
     StrategyOptions,
+    explainer_cache,
     finish,
     fit_prompt,
     load_data,
@@ -81,7 +82,7 @@ def top_tokens(
             get_model(),
         )
         state.messages = fitted.messages
-        state = await generate(state)
+        state = await generate(state, cache=explainer_cache())
         raw = state.output.completion
         return finish(
             state,
