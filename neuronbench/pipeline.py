@@ -34,7 +34,7 @@ def _default_explainers() -> list[str]:
 
 
 def _default_strategies() -> list[str]:
-    return ["token_activation_pairs", "highlighted", "chain_of_thought"]
+    return ["token_activation_pairs", "highlighted"]
 
 
 def _default_baselines() -> list[str]:
@@ -43,6 +43,10 @@ def _default_baselines() -> list[str]:
 
 def _default_scorers() -> list[str]:
     return ["simulation"]
+
+
+def _default_simulators() -> list[str]:
+    return ["logprob", "embedding"]
 
 
 @dataclass
@@ -57,13 +61,13 @@ class RunConfig:
     """Corpus source (``austen`` is embedded in the package)."""
     layers: str = "0-29:4"
     """Layers recorded: ``0-29:4`` = every 4th layer of SmolLM2's 30 (8 layers)."""
-    tokens: int = 100_000
-    """Corpus tokens recorded (the embedded corpus has ~1M)."""
+    tokens: int = 50_000
+    """Corpus tokens recorded (the embedded corpus has ~0.9M); sized for ~10 min on 2 CPU cores."""
     record_length: int = 64
     """Tokens per record (the paper's 64)."""
     batch_size: int = 16
     """Records per forward pass while recording."""
-    neurons: int = 24
+    neurons: int = 16
     """Neurons explained, sampled stratified by layer (seeded)."""
     explainers: list[str] = field(default_factory=_default_explainers)
     """inspect model names of the LLM explainers."""
@@ -71,8 +75,9 @@ class RunConfig:
     """Prompt strategies run with every LLM explainer."""
     baselines: list[str] = field(default_factory=_default_baselines)
     """Non-LLM explainers and controls, run once (model ``none/none``)."""
-    simulator: str = "logprob"
-    """Simulator kind: logprob (the paper's), generation, lexical, embedding."""
+    simulators: list[str] = field(default_factory=_default_simulators)
+    """Simulator kinds, each scoring every explanation: logprob (the paper's), generation,
+    lexical, embedding. Explanations are generated once (inspect's cache) and reused."""
     simulator_model: str = "neuronbench/smollm2"
     """inspect model name bound to the ``simulator`` role (LLM simulators only)."""
     scorers: list[str] = field(default_factory=_default_scorers)
@@ -108,7 +113,9 @@ def ensure_recording(cfg: RunConfig, dataset_dir: Path) -> Path:
         }
         if have == wanted and card.extra.get("layers_spec") == cfg.layers:
             NeuronDataset.load(dataset_dir, layers=[])  # verifies the content hash
-            _log(f"recording: reusing {dataset_dir} ({card.n_tokens:,} tokens, layers {card.layers})")
+            _log(
+                f"recording: reusing {dataset_dir} ({card.n_tokens:,} tokens, layers {card.layers})"
+            )
             return dataset_dir
         raise DatasetError(
             f"{dataset_dir}: holds a different recording ({have}, layers "
@@ -138,7 +145,7 @@ def ensure_recording(cfg: RunConfig, dataset_dir: Path) -> Path:
     return dataset_dir
 
 
-def _task_args(cfg: RunConfig, dataset_dir: Path, strategy: str) -> dict[str, Any]:
+def _task_args(cfg: RunConfig, dataset_dir: Path, strategy: str, simulator: str) -> dict[str, Any]:
     return {
         "dataset": str(dataset_dir),
         "split": cfg.split,
@@ -147,7 +154,7 @@ def _task_args(cfg: RunConfig, dataset_dir: Path, strategy: str) -> dict[str, An
         "neurons": f"stratified:{cfg.neurons}",
         "seed": cfg.seed,
         "scorer": ",".join(cfg.scorers),
-        "simulator": cfg.simulator,
+        "simulator": simulator,
         "n_score_records": cfg.n_score_records,
     }
 
@@ -160,7 +167,8 @@ def run_evals(cfg: RunConfig, dataset_dir: Path, log_dir: Path) -> list[Any]:
     from neuronbench.scorers.registry import simulator_needs_model
 
     roles: dict[str, str] = {}
-    if simulator_needs_model(cfg.simulator) or any(s in ("detection", "fuzzing") for s in cfg.scorers):
+    llm_scorer = any(s in ("detection", "fuzzing") for s in cfg.scorers)
+    if llm_scorer or any(simulator_needs_model(s) for s in cfg.simulators):
         roles["simulator"] = cfg.simulator_model
     logs: list[Any] = []
     groups = [
@@ -170,8 +178,15 @@ def run_evals(cfg: RunConfig, dataset_dir: Path, log_dir: Path) -> list[Any]:
     for name, strategies, models in groups:
         if not strategies or not models:
             continue
-        tasks = [explain_neurons(**_task_args(cfg, dataset_dir, s)) for s in strategies]
-        _log(f"evals ({name}): {len(strategies)} strategies x {len(models)} models -> {log_dir / name}")
+        tasks = [
+            explain_neurons(**_task_args(cfg, dataset_dir, strategy, simulator))
+            for strategy in strategies
+            for simulator in cfg.simulators
+        ]
+        _log(
+            f"evals ({name}): {len(strategies)} strategies x {len(cfg.simulators)} simulators "
+            f"x {len(models)} models -> {log_dir / name}"
+        )
         ok, group_logs = eval_set(
             tasks=tasks,
             model=models,
@@ -185,7 +200,9 @@ def run_evals(cfg: RunConfig, dataset_dir: Path, log_dir: Path) -> list[Any]:
         )
         logs.extend(group_logs)
         if not ok:
-            raise RuntimeError(f"eval_set ({name}) did not finish; rerun `neuronbench run` to resume")
+            raise RuntimeError(
+                f"eval_set ({name}) did not finish; rerun `neuronbench run` to resume"
+            )
     return logs
 
 
@@ -218,7 +235,9 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     t_evals = time.perf_counter() - t0 - t_record
     published = publish(cfg, out, log_dir)
     summary = {
-        "command": "neuronbench " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("neuronbench") else None,
+        "command": "neuronbench " + " ".join(sys.argv[1:])
+        if sys.argv[0].endswith("neuronbench")
+        else None,
         "config": asdict(cfg),
         "neuronbench_version": __version__,
         "started_utc": started.isoformat(timespec="seconds"),

@@ -24,22 +24,52 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         ),
     )
     p.add_argument("--out", default=str(d.out), help="output directory (default: %(default)s)")
-    p.add_argument("--subject", default=d.subject, help="subject model: smollm2 (offline default), an HF id or a path")
-    p.add_argument("--corpus", default=d.corpus, help="austen (embedded), tiny, a .txt/.jsonl path, or hf:NAME")
-    p.add_argument("--layers", default=d.layers, help="layers to record, e.g. 0,10,20 or 0-29:5 or all")
+    p.add_argument(
+        "--subject",
+        default=d.subject,
+        help="subject model: smollm2 (offline default), an HF id or a path",
+    )
+    p.add_argument(
+        "--corpus", default=d.corpus, help="austen (embedded), tiny, a .txt/.jsonl path, or hf:NAME"
+    )
+    p.add_argument(
+        "--layers", default=d.layers, help="layers to record, e.g. 0,10,20 or 0-29:5 or all"
+    )
     p.add_argument("--tokens", type=int, default=d.tokens, help="corpus tokens to record")
     p.add_argument("--record-length", type=int, default=d.record_length)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--neurons", type=int, default=d.neurons, help="neurons to explain, stratified by layer")
-    p.add_argument("--explainers", type=_csv, default=d.explainers, help="comma-separated inspect model names")
+    p.add_argument(
+        "--neurons", type=int, default=d.neurons, help="neurons to explain, stratified by layer"
+    )
+    p.add_argument(
+        "--explainers", type=_csv, default=d.explainers, help="comma-separated inspect model names"
+    )
     p.add_argument("--strategies", type=_csv, default=d.strategies, help="LLM prompt strategies")
-    p.add_argument("--baselines", type=_csv, default=d.baselines, help="non-LLM explainers and controls")
-    p.add_argument("--simulator", default=d.simulator, help="logprob | generation | lexical | embedding")
-    p.add_argument("--simulator-model", default=d.simulator_model, help="inspect model for LLM simulators")
-    p.add_argument("--scorers", type=_csv, default=d.scorers, help="simulation,detection,fuzzing,embedding")
+    p.add_argument(
+        "--baselines", type=_csv, default=d.baselines, help="non-LLM explainers and controls"
+    )
+    p.add_argument(
+        "--simulators",
+        type=_csv,
+        default=d.simulators,
+        help="comma-separated simulator kinds: logprob, generation, lexical, embedding",
+    )
+    p.add_argument(
+        "--simulator-model", default=d.simulator_model, help="inspect model for LLM simulators"
+    )
+    p.add_argument(
+        "--scorers", type=_csv, default=d.scorers, help="simulation,detection,fuzzing,embedding"
+    )
     p.add_argument("--split", default=d.split, choices=["valid", "test"])
-    p.add_argument("--n-examples", type=int, default=d.n_examples, help="train records shown to the explainer")
-    p.add_argument("--n-score-records", type=int, default=d.n_score_records, help="scored records per group (top, random)")
+    p.add_argument(
+        "--n-examples", type=int, default=d.n_examples, help="train records shown to the explainer"
+    )
+    p.add_argument(
+        "--n-score-records",
+        type=int,
+        default=d.n_score_records,
+        help="scored records per group (top, random)",
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--no-viewer", action="store_true", help="skip the static neuron viewer")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object last")
@@ -63,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
         explainers=args.explainers,
         strategies=args.strategies,
         baselines=args.baselines,
-        simulator=args.simulator,
+        simulators=args.simulators,
         simulator_model=args.simulator_model,
         scorers=args.scorers,
         split=args.split,

@@ -1,0 +1,93 @@
+"""Recorder state on disk: one safetensors file, tensors plus a JSON header, written atomically.
+
+One file (not tensors + a sidecar) so a crash can never pair new tensors with an old
+record count. safetensors holds only tensors and strings: loading runs no pickle.
+The same format serves checkpoints (``OUT/.checkpoint/state.safetensors``) and finished
+shard states (``DIR/state.safetensors``) that ``neuronbench merge`` combines.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from neuronbench._atomic import atomic_path
+from neuronbench.datasets.errors import DatasetError
+from neuronbench.subjects._state import LayerState, RecorderConfig, RecorderState
+
+STATE_FILE = "state.safetensors"
+CHECKPOINT_DIR = ".checkpoint"
+FORMAT = "neuronbench-recorder-state/1"
+
+
+def save_state(state: RecorderState, path: str | Path) -> Path:
+    """Write ``state`` to ``path`` atomically (temp file + rename)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors = {"rand_key": state.rand_key, "rand_pos": state.rand_pos}
+    for layer, ls in state.layers.items():
+        for name in LayerState.TENSORS:
+            tensors[f"L{layer}.{name}"] = getattr(ls, name)
+    header = {
+        "format": FORMAT,
+        "config": state.config.to_dict(),
+        "n_tokens": state.n_tokens,
+        "n_records": state.n_records,
+        "consumed": state.consumed,
+        "has_boundaries": state.has_boundaries,
+        "complete": state.complete,
+        "timings": state.timings,
+    }
+    with atomic_path(path) as tmp:
+        save_file(
+            {k: v.contiguous() for k, v in tensors.items()},
+            str(tmp),
+            metadata={"neuronbench": json.dumps(header)},
+        )
+    return path
+
+
+def load_state(path: str | Path) -> RecorderState:
+    """Read a state written by :func:`save_state`; errors name the file."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no recorder state (expected `neuronbench record` output)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise DatasetError(f"{path}: corrupt recorder state ({e})") from None
+    try:
+        header: dict[str, Any] = json.loads(meta["neuronbench"])
+        if header.get("format") != FORMAT:
+            raise DatasetError(f"{path}: unknown state format {header.get('format')!r}")
+        config = RecorderConfig.from_dict(header["config"])
+        layers = {
+            layer: LayerState(**{n: tensors[f"L{layer}.{n}"] for n in LayerState.TENSORS})
+            for layer in config.layers
+        }
+        return RecorderState(
+            config=config,
+            layers=layers,
+            rand_key=tensors["rand_key"],
+            rand_pos=tensors["rand_pos"],
+            n_tokens=int(header["n_tokens"]),
+            n_records=int(header["n_records"]),
+            consumed=int(header["consumed"]),
+            has_boundaries=bool(header["has_boundaries"]),
+            complete=bool(header["complete"]),
+            timings={k: float(v) for k, v in header.get("timings", {}).items()},
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        if isinstance(e, DatasetError):
+            raise
+        raise DatasetError(f"{path}: malformed recorder state (missing or bad {e})") from None
+
+
+def checkpoint_path(out: str | Path) -> Path:
+    return Path(out) / CHECKPOINT_DIR / STATE_FILE

@@ -1,0 +1,200 @@
+"""``neuronbench record`` and ``neuronbench merge``: thin flags over ``subjects.recorder``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def _shard(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected i/n (e.g. 0/4), got {text!r}") from None
+    if not sep or not (n >= 1 and 0 <= i < n):
+        raise argparse.ArgumentTypeError(f"expected i/n with 0 <= i < n, got {text!r}")
+    return i, n
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "record",
+        help="record neuron activations of a subject model over a corpus",
+        description=(
+            "Stream the corpus through the subject and keep, per neuron of the chosen layers, "
+            "the top-k records, a random sample, quantile samples, moments and firing rate. "
+            "Memory is bounded whatever the corpus length; rerunning the same command resumes "
+            "from OUT/.checkpoint. With --shard i/n the output is a shard state for "
+            "`neuronbench merge`."
+        ),
+    )
+    p.add_argument(
+        "--subject",
+        default="smollm2",
+        help="smollm2 (offline default), an HF id or path, tiny-llama, tiny-gpt2",
+    )
+    p.add_argument(
+        "--corpus",
+        default="austen",
+        help="austen (embedded), tiny, a .txt/.jsonl path, or hf:NAME[:CONFIG]",
+    )
+    p.add_argument("--layers", required=True, help="layers to record: 0,5,10 or 0-29:5 or all")
+    p.add_argument(
+        "--tokens",
+        type=int,
+        default=None,
+        help="corpus tokens to record over all shards (default: the whole corpus)",
+    )
+    p.add_argument(
+        "--record-length", type=int, default=64, help="tokens per record (default: %(default)s)"
+    )
+    p.add_argument(
+        "--top-k", type=int, default=40, help="top records kept per neuron (default: %(default)s)"
+    )
+    p.add_argument(
+        "--random",
+        type=int,
+        default=30,
+        help="random records, shared by all neurons (default: %(default)s)",
+    )
+    p.add_argument(
+        "--quantiles",
+        type=int,
+        default=5,
+        help="quantile bins per neuron; 0 skips quantile sampling (default: %(default)s)",
+    )
+    p.add_argument(
+        "--per-quantile",
+        type=int,
+        default=5,
+        help="records kept per bin and neuron (default: %(default)s)",
+    )
+    p.add_argument(
+        "--boundary-records",
+        type=int,
+        default=None,
+        help="hash-sampled records that set the bin boundaries (default: 256)",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=8, help="records per forward pass (default: %(default)s)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="corpus order and sampling seed (default: %(default)s)"
+    )
+    p.add_argument(
+        "--shard",
+        type=_shard,
+        default=(0, 1),
+        help="record shard i of n (default: 0/1 = everything)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=float,
+        default=300.0,
+        help="seconds between checkpoints (default: %(default)s)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output directory: the dataset, or the shard state with --shard",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object last")
+    p.set_defaults(func=_record)
+
+    m = sub.add_parser(
+        "merge",
+        help="merge shard states from `record --shard` into one dataset",
+        description=(
+            "Merge the states of all shards exactly (same result as one unsharded run) and "
+            "finalize the dataset; reads the corpus and the subject's tokenizer named in the states."
+        ),
+    )
+    m.add_argument("dirs", nargs="+", help="shard output directories (one per shard)")
+    m.add_argument("--out", required=True, help="dataset directory to write")
+    m.add_argument("--json", action="store_true", help="print the figures as one JSON object last")
+    m.set_defaults(func=_merge)
+
+
+def _record(args: argparse.Namespace) -> int:
+    from neuronbench.datasets import NeuronDataset
+    from neuronbench.subjects.models import SubjectError
+    from neuronbench.subjects.recorder import DEFAULT_BOUNDARY_RECORDS, record
+
+    try:
+        result = record(
+            args.subject,
+            args.corpus,
+            args.layers,
+            n_tokens=args.tokens,
+            record_length=args.record_length,
+            top_k=args.top_k,
+            n_random=args.random,
+            n_quantiles=args.quantiles,
+            per_quantile=args.per_quantile,
+            boundary_records=args.boundary_records or DEFAULT_BOUNDARY_RECORDS,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            shard=args.shard,
+            out=args.out,
+            checkpoint_every=args.checkpoint_every,
+            progress=not args.quiet,
+        )
+    except SubjectError as e:
+        return _fail("record", e)
+    if isinstance(result, NeuronDataset):
+        figures = _dataset_figures(result)
+    else:
+        record_s = result.timings.get("record_s", 0.0)
+        figures = {
+            "state": str(args.out),
+            "shard": f"{args.shard[0]}/{args.shard[1]}",
+            "n_tokens": result.n_tokens,
+            "n_records": result.n_records,
+            "tokens_per_s": round(result.n_tokens / record_s, 1) if record_s else None,
+            "timings": result.timings,
+        }
+    _report(figures, args.json)
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from neuronbench.subjects.models import SubjectError
+    from neuronbench.subjects.recorder import merge
+
+    try:
+        ds = merge(args.dirs, args.out)
+    except SubjectError as e:
+        return _fail("merge", e)
+    _report(_dataset_figures(ds), args.json)
+    return 0
+
+
+def _dataset_figures(ds: Any) -> dict[str, Any]:
+    card = ds.card
+    return {
+        "dataset": str(ds.path),
+        "subject": card.subject,
+        "layers": card.layers,
+        "n_neurons": len(ds),
+        "n_tokens": card.n_tokens,
+        "tokens_per_s": card.extra.get("tokens_per_s"),
+        "timings": card.extra.get("timings", {}),
+    }
+
+
+def _report(figures: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(figures))
+        return
+    for key, value in figures.items():
+        print(f"{key}: {value}")
+
+
+def _fail(command: str, error: Exception) -> int:
+    """SubjectError is an expected failure (bad model or layer): one line, not a traceback."""
+    print(f"neuronbench {command}: error: {error}", file=sys.stderr)
+    return 2

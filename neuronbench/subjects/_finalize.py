@@ -1,0 +1,139 @@
+"""Turn a complete recorder state into a ``NeuronDataset`` (records with token strings).
+
+The state keeps positions and activations only; token text is fetched here by one
+tokenize-only scan of the corpus that keeps the ids of the positions some neuron needs
+(at most every record once), then each distinct token id is decoded once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from neuronbench._version import __version__
+from neuronbench.datasets import (
+    ActivationRecord,
+    DatasetCard,
+    DatasetError,
+    NeuronDataset,
+    NeuronId,
+    NeuronRecord,
+)
+from neuronbench.subjects._merge import canonical, moments
+from neuronbench.subjects._state import EMPTY, RecorderState
+
+
+def needed_positions(state: RecorderState) -> set[int]:
+    """Every position a finished neuron record will show."""
+    import torch
+
+    parts = [state.rand_pos]
+    for ls in state.layers.values():
+        parts += [ls.top_pos.flatten(), ls.q_pos.flatten()]
+    allpos = torch.unique(torch.cat(parts))
+    return {int(p) for p in allpos.tolist() if p != EMPTY}
+
+
+def fetch_tokens(tokenizer: Any, state: RecorderState) -> dict[int, list[str]]:
+    """position -> token strings, for every needed position."""
+    from neuronbench.subjects.corpus import iter_records, token_strings
+
+    cfg = state.config
+    want = needed_positions(state)
+    ids: dict[int, list[int]] = {}
+    if want:
+        stream = iter_records(
+            tokenizer,
+            cfg.corpus,
+            record_length=cfg.record_length,
+            max_tokens=cfg.max_tokens,
+            seed=cfg.seed,
+        )
+        last = max(want)
+        for rec in stream:
+            if rec.position in want:
+                ids[rec.position] = rec.token_ids
+            if rec.position >= last:
+                break
+    missing = want - ids.keys()
+    if missing:
+        raise DatasetError(
+            f"corpus {cfg.corpus!r} has no records at positions {sorted(missing)[:5]}... "
+            "(it changed since recording?)"
+        )
+    vocab = sorted({t for v in ids.values() for t in v})
+    text = dict(zip(vocab, token_strings(tokenizer, vocab), strict=True))
+    return {p: [text[t] for t in v] for p, v in ids.items()}
+
+
+def to_dataset(
+    state: RecorderState,
+    tokens: dict[int, list[str]],
+    extra: dict[str, Any] | None = None,
+    on_layer: Callable[[int], None] | None = None,
+) -> NeuronDataset:
+    """Build the dataset; the card names subject, corpus, settings and timings."""
+    cfg = state.config
+    canonical(state)
+    ds = NeuronDataset(
+        card=DatasetCard(
+            subject=cfg.subject,
+            revision=cfg.revision,
+            corpus=cfg.corpus,
+            n_tokens=state.n_tokens,
+            record_length=cfg.record_length,
+            seed=cfg.seed,
+            layers=list(cfg.layers),
+            site="mlp",
+            code_version=__version__,
+            extra={
+                "subject_name": cfg.subject_name,
+                "recorder": cfg.to_dict(),
+                "top_k": cfg.top_k,
+                "n_random": cfg.n_random,
+                "n_quantiles": cfg.n_quantiles,
+                "per_quantile": cfg.per_quantile,
+                "boundary_records": cfg.boundary_records,
+                "quantile_boundaries": "quantiles of record max activation over a uniform "
+                "hash sample of boundary_records records",
+                "max_tokens": cfg.max_tokens,
+                "n_records": state.n_records,
+                "timings": {k: round(v, 3) for k, v in state.timings.items()},
+                **(extra or {}),
+            },
+        )
+    )
+    rand_pos = state.rand_pos.tolist()
+    for layer, ls in state.layers.items():
+        mo = moments(ls, state.n_tokens)
+        top_pos = ls.top_pos.T.tolist()  # (n, k)
+        top_act = ls.top_act.transpose(0, 1).tolist()  # (n, k, L)
+        rand_act = ls.rand_act.transpose(0, 1).tolist()  # (n, r, L)
+        q_pos = ls.q_pos.permute(2, 0, 1).tolist()  # (n, Q, p)
+        q_act = ls.q_act.permute(2, 0, 1, 3).tolist()  # (n, Q, p, L)
+        bounds = ls.q_bound.T.tolist()  # (n, Q-1)
+
+        def recs(positions: list[int], acts: list[list[float]]) -> list[ActivationRecord]:
+            return [
+                ActivationRecord(tokens=tokens[p], activations=a, position=p)
+                for p, a in zip(positions, acts, strict=True)
+                if p != EMPTY
+            ]
+
+        for j in range(cfg.d_mlp):
+            ds.neurons[NeuronId(cfg.subject_name, layer, j)] = NeuronRecord(
+                id=NeuronId(cfg.subject_name, layer, j),
+                top=recs(top_pos[j], top_act[j]),
+                random=recs(rand_pos, rand_act[j]),
+                quantile=[recs(q_pos[j][q], q_act[j][q]) for q in range(cfg.n_quantiles)],
+                quantile_boundaries=bounds[j] if cfg.n_quantiles else [],
+                mean=mo.mean[j],
+                variance=mo.variance[j],
+                skewness=mo.skewness[j],
+                kurtosis=mo.kurtosis[j],
+                firing_rate=mo.firing_rate[j],
+                n_tokens=state.n_tokens,
+            )
+        if on_layer is not None:
+            on_layer(layer)
+    return ds

@@ -1,0 +1,250 @@
+"""Recorder state: bounded, exactly mergeable summaries of a stream of activation records.
+
+Everything a recording keeps is a fixed-size tensor per layer, vectorized over neurons,
+whatever the corpus length:
+
+- **top-k** by record max activation, with per-token activations. Ties are broken by the
+  lower record position, so the selection is a pure function of the *set* of records
+  seen: merging shards gives exactly the single-run result.
+- **random sample**: bottom-k by a hash key of the record position. The key is the same
+  for every neuron (records are shared across neurons, as in OpenAI's data) and does not
+  depend on arrival order, so the k smallest keys of a union are the k smallest of the
+  k smallest of each part: merge is exact by construction.
+- **quantile samples**: the same bottom-k-by-hash idea within each bin of record max
+  activation (a second, independent key), per neuron. The bin boundaries must be fixed
+  before the stream starts; the recorder computes them from a hash sample of records
+  (see ``_boundaries``) and every shard uses the same ones.
+- **moments**: count, mean and central sums M2..M4 in float64, combined batch by batch
+  with the pairwise formulas of Chan et al. / Pébay (2008), which stay accurate where raw
+  power sums would cancel. Shard merge uses the same formula, so it matches a single run
+  to float rounding.
+
+This module holds the data and the keys; ``_stream`` folds batches in, ``_merge`` merges
+and sorts, ``_checkpoint`` saves and loads. Pure tensor code: no model, corpus or files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+EMPTY = 2**63 - 1
+"""Position and key of an empty slot: sorts after every real record."""
+_M64 = 2**64 - 1
+RANDOM_SALT = 0
+"""Salt of the key that picks the random sample (and the quantile-boundary sample)."""
+QUANTILE_SALT = 1
+"""Salt of the key that samples records within a quantile bin (independent of the random one)."""
+
+
+@dataclass
+class RecorderConfig:
+    """Everything that decides a recording's result; resume and merge refuse a mismatch."""
+
+    subject: str
+    """Subject as given to the recorder (``smollm2``, an HF id or path, ``tiny-gpt2``...)."""
+    subject_name: str
+    """The subject's short name (``Subject.name``), used in neuron ids."""
+    revision: str
+    """Subject weights revision, so a resumed or merged recording uses the same model."""
+    corpus: str
+    """Corpus source as given to ``corpus.iter_records``."""
+    layers: list[int]
+    """Recorded layers, ascending."""
+    d_mlp: int
+    """Neurons per layer."""
+    max_tokens: int | None
+    """Token budget over the whole corpus (all shards together); None = the whole corpus."""
+    record_length: int
+    """Tokens per record."""
+    top_k: int
+    """Top records kept per neuron."""
+    n_random: int
+    """Random records kept (shared by all neurons)."""
+    n_quantiles: int
+    """Quantile bins per neuron (0 = no quantile samples)."""
+    per_quantile: int
+    """Records kept per quantile bin and neuron."""
+    boundary_records: int
+    """Size of the hash sample of records whose maxima give the quantile boundaries."""
+    seed: int
+    """Seed of the corpus order and of the hash keys."""
+    shard_index: int = 0
+    """Which shard of the corpus this state covers (0-based)."""
+    shard_count: int = 1
+    """Number of shards the corpus is split into."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RecorderConfig:
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        known["layers"] = [int(x) for x in known.get("layers", [])]
+        return cls(**known)
+
+    def differences(self, other: RecorderConfig, ignore: tuple[str, ...] = ()) -> list[str]:
+        """Human-readable ``field: a != b`` lines for every differing field."""
+        a, b = self.to_dict(), other.to_dict()
+        return [f"{k}: {a[k]!r} != {b[k]!r}" for k in a if k not in ignore and a[k] != b[k]]
+
+
+@dataclass
+class LayerState:
+    """Running summaries of one layer's neurons. Shapes: k top, r random, Q bins, p per bin,
+    n neurons, L record length."""
+
+    top_val: torch.Tensor
+    """(k, n) float32: max activation of each kept top record (-inf = empty slot).
+
+    Slots are unordered while streaming; ``_merge.canonical`` sorts them descending."""
+    top_pos: torch.Tensor
+    """(k, n) int64: corpus position of each kept top record (``EMPTY`` = empty)."""
+    top_act: torch.Tensor
+    """(k, n, L) float32: per-token activations of the kept top records."""
+    rand_act: torch.Tensor
+    """(r, n, L) float32: per-token activations of the shared random records."""
+    q_bound: torch.Tensor
+    """(Q-1, n) float32: interior bin edges of record max activation, ascending."""
+    q_key: torch.Tensor
+    """(Q, p, n) int64: hash keys of the records kept per bin (``EMPTY`` = empty slot)."""
+    q_pos: torch.Tensor
+    """(Q, p, n) int64: positions of the records kept per bin."""
+    q_act: torch.Tensor
+    """(Q, p, n, L) float32: per-token activations of the records kept per bin."""
+    mean: torch.Tensor
+    """(n,) float64: running mean activation over all tokens."""
+    m2: torch.Tensor
+    """(n,) float64: sum of squared deviations from the mean."""
+    m3: torch.Tensor
+    """(n,) float64: sum of cubed deviations from the mean."""
+    m4: torch.Tensor
+    """(n,) float64: sum of fourth-power deviations from the mean."""
+    fire: torch.Tensor
+    """(n,) int64: number of tokens with activation > 0."""
+
+    TENSORS = (
+        "top_val",
+        "top_pos",
+        "top_act",
+        "rand_act",
+        "q_bound",
+        "q_key",
+        "q_pos",
+        "q_act",
+        "mean",
+        "m2",
+        "m3",
+        "m4",
+        "fire",
+    )
+
+
+@dataclass
+class RecorderState:
+    """The whole recording so far: config, shared random sample and per-layer summaries."""
+
+    config: RecorderConfig
+    """What is being recorded."""
+    layers: dict[int, LayerState]
+    """Per-layer summaries."""
+    rand_key: torch.Tensor
+    """(r,) int64: hash keys of the random records (``EMPTY`` = empty slot)."""
+    rand_pos: torch.Tensor
+    """(r,) int64: positions of the random records."""
+    n_tokens: int = 0
+    """Tokens folded into the moments (all layers see the same tokens)."""
+    n_records: int = 0
+    """Records folded into the state."""
+    consumed: int = 0
+    """Records of this shard's stream consumed so far (where a resume restarts)."""
+    has_boundaries: bool = False
+    """Whether ``q_bound`` is set (quantile sampling needs it before any record)."""
+    complete: bool = False
+    """Whether the shard's stream was consumed to its end."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds spent per phase (summed over resumes and shards)."""
+
+
+def record_key(seed: int, salt: int, position: int) -> int:
+    """A pseudo-random int64 key of a record, unique per position for a given seed and salt.
+
+    splitmix64's finalizer is a bijection on 64-bit integers, and so is ``x ^ c``: distinct
+    positions get distinct keys, so bottom-k by key has no ties to break.
+    """
+    c = _mix((seed * 2 + salt) & _M64)
+    x = _mix((position ^ c) & _M64)
+    return x - 2**64 if x >= 2**63 else x
+
+
+def _mix(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def record_keys(seed: int, salt: int, positions: list[int]) -> torch.Tensor:
+    import torch
+
+    return torch.tensor([record_key(seed, salt, p) for p in positions], dtype=torch.int64)
+
+
+def new_state(config: RecorderConfig) -> RecorderState:
+    """An empty state: every slot empty, moments zero."""
+    import torch
+
+    k, r, p, n, L = (
+        config.top_k,
+        config.n_random,
+        config.per_quantile,
+        config.d_mlp,
+        config.record_length,
+    )
+    q = config.n_quantiles
+    f32, i64, f64 = torch.float32, torch.int64, torch.float64
+
+    def layer() -> LayerState:
+        return LayerState(
+            top_val=torch.full((k, n), float("-inf"), dtype=f32),
+            top_pos=torch.full((k, n), EMPTY, dtype=i64),
+            top_act=torch.zeros((k, n, L), dtype=f32),
+            rand_act=torch.zeros((r, n, L), dtype=f32),
+            q_bound=torch.zeros((max(q - 1, 0), n), dtype=f32),
+            q_key=torch.full((q, p, n), EMPTY, dtype=i64),
+            q_pos=torch.full((q, p, n), EMPTY, dtype=i64),
+            q_act=torch.zeros((q, p, n, L), dtype=f32),
+            mean=torch.zeros(n, dtype=f64),
+            m2=torch.zeros(n, dtype=f64),
+            m3=torch.zeros(n, dtype=f64),
+            m4=torch.zeros(n, dtype=f64),
+            fire=torch.zeros(n, dtype=i64),
+        )
+
+    return RecorderState(
+        config=config,
+        layers={layer_idx: layer() for layer_idx in config.layers},
+        rand_key=torch.full((r,), EMPTY, dtype=i64),
+        rand_pos=torch.full((r,), EMPTY, dtype=i64),
+        has_boundaries=q == 0,
+    )
+
+
+def lexorder(
+    primary: torch.Tensor, secondary: torch.Tensor, dim: int, descending: bool
+) -> torch.Tensor:
+    """Indices sorting along ``dim`` by ``primary`` (asc/desc), ties by ``secondary`` ascending."""
+    import torch
+
+    by_secondary = torch.argsort(secondary, dim=dim, stable=True)
+    p = primary.gather(dim, by_secondary)
+    by_primary = torch.argsort(p, dim=dim, descending=descending, stable=True)
+    return by_secondary.gather(dim, by_primary)
+
+
+def take(acts: torch.Tensor, order: torch.Tensor, dim: int) -> torch.Tensor:
+    """Gather records of ``acts`` (one more trailing token dim than ``order``) along ``dim``."""
+    return acts.gather(dim, order.unsqueeze(-1).expand(*order.shape, acts.shape[-1]))

@@ -1,0 +1,385 @@
+"""The streaming recorder: run a subject over a corpus and keep, per neuron, what explaining
+and scoring need (top, random and quantile records; moments; firing rate).
+
+Memory is bounded by the settings, never by the corpus length: the state (``_state``) is
+a fixed set of tensors per layer. One model pass over the corpus suffices, because the
+quantile boundaries come from a fixed-size hash sample of records first (``_boundaries``).
+
+Long runs checkpoint to ``OUT/.checkpoint/state.safetensors`` (every ``checkpoint_every``
+seconds and/or ``checkpoint_tokens`` tokens); calling ``record`` again with the same
+arguments resumes there and gives exactly the uninterrupted result. Shards of a corpus
+(``shard=(i, n)``) write their state to ``OUT/state.safetensors``; ``merge`` combines them
+exactly and finalizes one dataset, so a recording can be split over machines::
+
+    neuronbench record --subject smollm2 --corpus austen --layers 0-29:5 --shard 0/2 --out s0
+    neuronbench record --subject smollm2 --corpus austen --layers 0-29:5 --shard 1/2 --out s1
+    neuronbench merge s0 s1 --out dataset
+
+Python::
+
+    ds = record("smollm2", "austen", "0,5,10", n_tokens=200_000, out=Path("runs/ds"))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from neuronbench._atomic import write_json
+from neuronbench.datasets import DatasetError, NeuronDataset
+from neuronbench.subjects._checkpoint import (
+    CHECKPOINT_DIR,
+    STATE_FILE,
+    checkpoint_path,
+    load_state,
+    save_state,
+)
+from neuronbench.subjects._merge import merge as merge_states
+from neuronbench.subjects._settings import (
+    DEFAULT_BOUNDARY_RECORDS,
+    TINY_SUBJECTS,
+    make_config,
+    parse_layers,
+    resolve_subject,
+)
+from neuronbench.subjects._state import RecorderConfig, RecorderState, new_state
+from neuronbench.subjects._stream import update
+from neuronbench.subjects.models import Subject
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "DEFAULT_BOUNDARY_RECORDS",
+    "finalize",
+    "make_config",
+    "merge",
+    "parse_layers",
+    "record",
+    "record_state",
+    "resolve_subject",
+]
+
+
+@contextlib.contextmanager
+def _forward(subject: Subject, layers: Sequence[int]) -> Iterator[Callable[..., Any]]:
+    """``forward(ids) -> {layer: (batch, seq, n)}``; runs the base model only (no LM head:
+    the recorder needs no logits)."""
+    from neuronbench.subjects.sites import capture
+
+    base = subject.model.base_model
+    device = getattr(subject.model, "device", None)
+    with capture(subject, layers) as cap:
+
+        def forward(ids: torch.Tensor) -> dict[int, torch.Tensor]:
+            cap.activations.clear()
+            base(input_ids=ids.to(device) if device is not None else ids, use_cache=False)
+            return cap.activations
+
+        yield forward
+
+
+def record_state(
+    subject: Subject,
+    cfg: RecorderConfig,
+    *,
+    batch_size: int = 8,
+    out: Path | None = None,
+    checkpoint_every: float | None = 300.0,
+    checkpoint_tokens: int | None = None,
+    progress: bool = True,
+    on_batch: Callable[[RecorderState], None] | None = None,
+) -> RecorderState:
+    """Stream this shard's records through the subject into a complete state.
+
+    Resumes from ``out/.checkpoint`` when present (refusing one written with other
+    settings). ``on_batch(state)`` runs after each batch (tests use it to interrupt).
+    """
+    import torch
+
+    from neuronbench.subjects._boundaries import compute_boundaries
+    from neuronbench.subjects.corpus import iter_records
+
+    if batch_size < 1:
+        raise DatasetError(f"record: batch_size must be >= 1, got {batch_size}")
+    ckpt = checkpoint_path(out) if out is not None else None
+    state = _resume(ckpt, cfg) if ckpt is not None else None
+    state = state or new_state(cfg)
+    if state.complete:
+        return state
+    tick = time.perf_counter()
+
+    def save() -> None:
+        nonlocal tick
+        now = time.perf_counter()
+        state.timings["record_s"] = state.timings.get("record_s", 0.0) + now - tick
+        tick = now
+        if ckpt is not None:
+            save_state(state, ckpt)
+
+    with torch.inference_mode(), _forward(subject, cfg.layers) as forward:
+        if not state.has_boundaries:
+            t0 = time.perf_counter()
+            bounds = compute_boundaries(subject, cfg, batch_size, forward)
+            for layer, b in bounds.items():
+                state.layers[layer].q_bound = b
+            state.has_boundaries = True
+            state.timings["boundaries_s"] = time.perf_counter() - t0
+            tick = time.perf_counter()
+            save()
+        stream = iter_records(
+            subject.tokenizer,
+            cfg.corpus,
+            record_length=cfg.record_length,
+            max_tokens=cfg.max_tokens,
+            seed=cfg.seed,
+            shard=(cfg.shard_index, cfg.shard_count),
+        )
+        bar = _bar(cfg, state, progress)
+        last_save, last_tokens = time.monotonic(), state.consumed * cfg.record_length
+        try:
+            for batch in _batched(itertools.islice(stream, state.consumed, None), batch_size):
+                ids = torch.tensor([r.token_ids for r in batch], dtype=torch.int64)  # (B, L)
+                update(state, [r.position for r in batch], forward(ids))
+                state.consumed += len(batch)
+                bar.update(len(batch) * cfg.record_length)
+                tokens = state.consumed * cfg.record_length
+                due_time = checkpoint_every is not None and (
+                    time.monotonic() - last_save >= checkpoint_every
+                )
+                due_tokens = checkpoint_tokens is not None and (
+                    tokens - last_tokens >= checkpoint_tokens
+                )
+                if due_time or due_tokens:
+                    save()
+                    last_save, last_tokens = time.monotonic(), tokens
+                if on_batch is not None:
+                    on_batch(state)
+        finally:
+            bar.close()
+    state.complete = True
+    save()
+    return state
+
+
+def _resume(ckpt: Path, cfg: RecorderConfig) -> RecorderState | None:
+    if not ckpt.exists():
+        return None
+    state = load_state(ckpt)
+    diff = state.config.differences(cfg)
+    if diff:
+        raise DatasetError(
+            f"{ckpt}: checkpoint of a recording with other settings ({'; '.join(diff)}): "
+            f"rerun with the same arguments to resume, or delete {ckpt.parent} to start over"
+        )
+    return state
+
+
+def _batched(it: Iterator[Any], n: int) -> Iterator[list[Any]]:
+    while batch := list(itertools.islice(it, n)):
+        yield batch
+
+
+def _bar(cfg: RecorderConfig, state: RecorderState, progress: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    total = None
+    if cfg.max_tokens is not None:
+        n_records = cfg.max_tokens // cfg.record_length
+        mine = len(range(cfg.shard_index, n_records, cfg.shard_count))
+        total = mine * cfg.record_length
+    return tqdm(
+        total=total,
+        initial=state.consumed * cfg.record_length,
+        unit="tok",
+        unit_scale=True,
+        desc=f"record {cfg.subject_name} shard {cfg.shard_index}/{cfg.shard_count}",
+        disable=not progress or not sys.stderr.isatty(),
+        dynamic_ncols=True,
+    )
+
+
+def finalize(
+    state: RecorderState,
+    tokenizer: Any,
+    out: Path | None = None,
+    extra: dict[str, Any] | None = None,
+) -> NeuronDataset:
+    """A complete (merged or single-shard) state -> ``NeuronDataset``, saved to ``out`` if given."""
+    from neuronbench.subjects._finalize import fetch_tokens, to_dataset
+
+    if state.config.shard_count != 1:
+        raise DatasetError(
+            f"finalize: state covers shard {state.config.shard_index}/{state.config.shard_count}; "
+            "merge all shards first (`neuronbench merge`)"
+        )
+    t0 = time.perf_counter()
+    tokens = fetch_tokens(tokenizer, state)
+    ds = to_dataset(state, tokens, extra)
+    record_s = state.timings.get("record_s", 0.0)
+    ds.card.extra["timings"]["finalize_s"] = round(time.perf_counter() - t0, 3)
+    if record_s > 0:
+        ds.card.extra["tokens_per_s"] = round(state.n_tokens / record_s, 1)
+    if out is not None:
+        ds.save(out)
+    return ds
+
+
+def record(
+    subject: Subject | str,
+    corpus: str = "austen",
+    layers: str | Sequence[int] = "all",
+    *,
+    n_tokens: int | None = None,
+    record_length: int = 64,
+    top_k: int = 40,
+    n_random: int = 30,
+    n_quantiles: int = 5,
+    per_quantile: int = 5,
+    boundary_records: int = DEFAULT_BOUNDARY_RECORDS,
+    batch_size: int = 8,
+    seed: int = 0,
+    shard: tuple[int, int] = (0, 1),
+    out: str | Path | None = None,
+    checkpoint_every: float | None = 300.0,
+    checkpoint_tokens: int | None = None,
+    progress: bool = True,
+    on_batch: Callable[[RecorderState], None] | None = None,
+) -> NeuronDataset | RecorderState:
+    """Record ``layers`` of ``subject`` over ``corpus``.
+
+    Unsharded (``shard=(0, 1)``): returns the finished ``NeuronDataset`` (saved to ``out``
+    when given). Sharded: returns the shard's ``RecorderState``, saved to
+    ``out/state.safetensors`` (``out`` required) for :func:`merge`. With ``out``, the run
+    checkpoints and a repeated call resumes; once finished, a repeated call with the same
+    settings returns the stored result without recording again.
+
+    Args:
+        subject: a loaded ``Subject`` or a name for ``load_subject`` / ``tiny-llama``.
+        corpus: source for ``corpus.iter_records`` (``austen``, ``tiny``, a path, ``hf:...``).
+        layers: ``"all"``, ``"0,5,10"``, ``"0-29:5"`` or a list of layer indices.
+        n_tokens: token budget over the whole corpus (all shards); None = whole corpus.
+        top_k / n_random: top records per neuron / random records (shared by all neurons).
+        n_quantiles / per_quantile: bins of record max activation and records kept per
+            bin and neuron; ``n_quantiles=0`` skips quantile sampling (and its pre-pass).
+        boundary_records: hash-sampled records whose maxima set the bin boundaries.
+        checkpoint_every / checkpoint_tokens: checkpoint period in seconds / tokens.
+        progress: show a progress bar (tokens/s) when stderr is a terminal.
+        on_batch: called with the state after each batch.
+    """
+    subj = resolve_subject(subject)
+    spec = subject if isinstance(subject, str) else subj.name
+    cfg = make_config(
+        subj,
+        spec,
+        corpus,
+        layers,
+        n_tokens=n_tokens,
+        record_length=record_length,
+        top_k=top_k,
+        n_random=n_random,
+        n_quantiles=n_quantiles,
+        per_quantile=per_quantile,
+        boundary_records=boundary_records,
+        seed=seed,
+        shard=shard,
+    )
+    out_path = Path(out) if out is not None else None
+    if cfg.shard_count > 1 and out_path is None:
+        raise DatasetError("record: a sharded recording needs `out` for its state")
+    final = out_path / STATE_FILE if out_path is not None and cfg.shard_count > 1 else None
+    done = _already_recorded(out_path, final, cfg)
+    if done is not None:
+        return done
+    state = record_state(
+        subj,
+        cfg,
+        batch_size=batch_size,
+        out=out_path,
+        checkpoint_every=checkpoint_every,
+        checkpoint_tokens=checkpoint_tokens,
+        progress=progress,
+        on_batch=on_batch,
+    )
+    if final is not None:
+        save_state(state, final)
+        write_json(final.parent / "recording.json", _summary(state, batch_size))
+        _drop_checkpoint(final.parent)
+        return state
+    ds = finalize(state, subj.tokenizer, out_path, extra={"batch_size": batch_size})
+    if out_path is not None:
+        _drop_checkpoint(out_path)
+    return ds
+
+
+def _already_recorded(
+    out: Path | None, final: Path | None, cfg: RecorderConfig
+) -> NeuronDataset | RecorderState | None:
+    """The finished result in ``out`` when it was recorded with exactly these settings,
+    so rerunning a pipeline does not record twice."""
+    from neuronbench.datasets.storage import CARD, read_card
+
+    if final is not None and final.exists():
+        state = load_state(final)
+        return None if state.config.differences(cfg) else state
+    if out is not None and final is None and (out / CARD).exists():
+        try:
+            recorded = read_card(out).extra.get("recorder")
+        except DatasetError:
+            return None
+        if recorded == cfg.to_dict():
+            return NeuronDataset.load(out)
+    return None
+
+
+def merge(
+    dirs: Sequence[str | Path],
+    out: str | Path | None = None,
+    *,
+    tokenizer: Any = None,
+) -> NeuronDataset:
+    """Merge the shard states in ``dirs`` exactly and finalize one dataset (saved to ``out``).
+
+    ``tokenizer`` defaults to the recorded subject's (loaded by the name in the state).
+    """
+    states = [load_state(Path(d) / STATE_FILE) for d in dirs]
+    merged = merge_states(states)
+    if tokenizer is None:
+        tokenizer = _tokenizer_for(merged.config)
+    return finalize(merged, tokenizer, Path(out) if out is not None else None)
+
+
+def _tokenizer_for(cfg: RecorderConfig) -> Any:
+    from neuronbench.subjects.models import tiny_tokenizer
+
+    if cfg.subject in TINY_SUBJECTS or cfg.subject_name in TINY_SUBJECTS:
+        return tiny_tokenizer()
+    subject = resolve_subject(cfg.subject)
+    if subject.revision != cfg.revision:
+        raise DatasetError(
+            f"merge: subject {cfg.subject!r} now loads revision {subject.revision}, but the "
+            f"shards were recorded with {cfg.revision}"
+        )
+    return subject.tokenizer
+
+
+def _summary(state: RecorderState, batch_size: int) -> dict[str, Any]:
+    """What a shard directory's ``recording.json`` shows a human."""
+    return {
+        "config": state.config.to_dict(),
+        "n_tokens": state.n_tokens,
+        "n_records": state.n_records,
+        "batch_size": batch_size,
+        "timings": state.timings,
+        "state_file": STATE_FILE,
+    }
+
+
+def _drop_checkpoint(out: Path) -> None:
+    shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
