@@ -46,7 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # one clear line for expected failures; traceback for bugs
         from neuronbench.datasets.errors import DatasetError
 
-        if isinstance(e, (DatasetError, FileNotFoundError)) or type(e).__name__ == "NeuronbenchError":
+        from neuronbench.subjects.models import SubjectError
+
+        if isinstance(e, (DatasetError, SubjectError, FileNotFoundError)):
             print(f"neuronbench {args.command}: error: {e}", file=sys.stderr)
             return 2
         raise
