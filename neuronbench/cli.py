@@ -45,7 +45,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as e:  # one clear line for expected failures; traceback for bugs
         from neuronbench.datasets.errors import DatasetError
-
         from neuronbench.subjects.models import SubjectError
 
         if isinstance(e, (DatasetError, SubjectError, FileNotFoundError)):

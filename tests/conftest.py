@@ -41,7 +41,9 @@ def seed() -> int:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_inspect_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_inspect_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Give every test its own inspect generate cache.
 
     Explainers and simulators cache model calls (so reruns are free); tests script

@@ -21,7 +21,9 @@ RANDOM_SPLITS: tuple[Split, ...] = ("calibration", "valid", "test")
 SCORING_SPLITS: tuple[Split, ...] = ("calibration", "valid", "test")
 
 
-def deal(records: list[ActivationRecord], splits: tuple[Split, ...], split: Split) -> list[ActivationRecord]:
+def deal(
+    records: list[ActivationRecord], splits: tuple[Split, ...], split: Split
+) -> list[ActivationRecord]:
     """Records ``i`` with ``splits[i % len(splits)] == split``, in their original order."""
     if split not in splits:
         return []

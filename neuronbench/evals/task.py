@@ -57,6 +57,12 @@ DATASET_ENV = "NEURONBENCH_DATASET"
 
 SPLITS = ("calibration", "valid", "test")
 
+DEFAULT_DATASET = "results/dataset"
+"""The default recording (written by ``neuronbench run``), used when no dataset is named."""
+
+DEFAULT_SIMULATOR_MODEL = "neuronbench/smollm2"
+"""The offline simulator bound to the ``simulator`` role unless the caller binds another."""
+
 
 @solver
 def require_simulator(kind: str) -> Solver:
@@ -97,6 +103,7 @@ def explain_neurons(
     few_shot: str = "default",
     max_prompt_tokens: int = 4000,
     max_tokens: int | None = None,
+    simulator_model: str | None = DEFAULT_SIMULATOR_MODEL,
 ) -> Task:
     """Explain each selected neuron with ``strategy`` and score the explanation by simulation.
 
@@ -126,12 +133,19 @@ def explain_neurons(
         max_tokens: Explainer output budget (default: 400 for ``chain_of_thought``, else 80).
             An explanation is one sentence; small local models otherwise ramble to the
             provider's limit, which costs minutes per neuron on a CPU.
+        simulator_model: The explicit default model for the ``simulator`` role when an LLM
+            simulator is used and no ``--model-role simulator=...`` is given: the offline
+            SmolLM2 (never the explainer under evaluation). ``none`` turns the default off,
+            making a missing role an error.
     """
     path = dataset or os.environ.get(DATASET_ENV)
+    if not path and (Path(DEFAULT_DATASET) / "card.json").exists():
+        path = DEFAULT_DATASET  # the default recording that `neuronbench run` writes
     if not path:
         raise ValueError(
             f"explain_neurons needs a dataset: pass -T dataset=PATH (a directory written by "
-            f"`neuronbench record`) or set ${DATASET_ENV}"
+            f"`neuronbench record`), set ${DATASET_ENV}, or run `neuronbench run` first "
+            f"(it records {DEFAULT_DATASET})"
         )
     if split not in SPLITS:
         raise ValueError(f"split={split!r}: use one of {SPLITS} (train is what the explainer sees)")
@@ -199,15 +213,19 @@ def explain_neurons(
         "few_shot": few_shot,
         "max_prompt_tokens": max_prompt_tokens,
         "max_tokens": max_tokens,
+        "simulator_model": simulator_model,
     }
     if max_tokens is None:
         max_tokens = 400 if strategy == "chain_of_thought" else 80
+    default_role = simulator_model not in (None, "", "none")
+    roles = {"simulator": str(simulator_model)} if needs_simulator and default_role else None
     return Task(
         dataset=MemoryDataset(samples, name=f"{ds.card.subject}:{split}"),
         setup=require_simulator(simulator) if needs_simulator else None,
         solver=explainer,
         scorer=scorers,
         config=GenerateConfig(max_tokens=max_tokens),
+        model_roles=roles,
         metadata={
             "dataset": ds.card.to_dict(),
             "dataset_path": str(Path(path).resolve()),

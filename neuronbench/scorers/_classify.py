@@ -157,7 +157,9 @@ async def classify(
     """Ask ``model`` about ``examples`` in batches of ``batch_size``; parse and collect answers."""
     from inspect_ai.model import CachePolicy, GenerateConfig
 
-    config = GenerateConfig(max_tokens=200, logprobs=True if logprobs else None, top_logprobs=5 if logprobs else None)
+    config = GenerateConfig(
+        max_tokens=200, logprobs=True if logprobs else None, top_logprobs=5 if logprobs else None
+    )
     policy = CachePolicy(expiry=None, per_epoch=False, scopes={"scorer": scope}) if cache else False
     out = Classified()
     for b, batch in enumerate(batches(examples, batch_size)):

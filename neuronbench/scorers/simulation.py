@@ -152,7 +152,14 @@ def simulation(
         sim: Simulation | None = None
         reason: str | None
         code: str | None
-        if not explanation.strip() or "empty" in flags:
+        if flags:
+            # The explainer failed (empty, refusal, over-long, copied the prompt...): that
+            # counts against it as a failure, never as a score of 0 or a silent drop.
+            why = f"explanation flagged: {', '.join(flags)}"
+            scores = SimulationScores(None, None, None, {g: why for g in GROUPS})
+            status, reason, code = "failed", why, "no_response"
+        elif not explanation.strip():
+            # The `empty` control: no information by design, so no score (not a failure).
             scores = SimulationScores(None, None, None, {g: EMPTY_EXPLANATION for g in GROUPS})
             status, reason, code = "unscored", EMPTY_EXPLANATION, "no_response"
         else:

@@ -76,3 +76,20 @@ def test_chain_of_thought_without_marker_is_flagged() -> None:
 
 def test_chain_of_thought_with_empty_marked_line_is_flagged_empty() -> None:
     assert extract_explanation("thinking\nEXPLANATION:", marker=COT_MARKER).flags == ["empty"]
+
+
+def test_copied_prompt_text_is_flagged_but_short_answers_are_not() -> None:
+    from inspect_ai.model import ChatMessageAssistant, ChatMessageUser
+
+    from neuronbench.evals.strategies._base import copied_from_prompt
+
+    prompt = [
+        ChatMessageUser(content="Explanation: the end of a quotation in dialogue.\n<start>\nto\t3"),
+        ChatMessageAssistant(content="The end of a quotation in dialogue"),
+    ]
+    assert copied_from_prompt("The end of a quotation in dialogue", prompt) == [
+        "copied_from_prompt"
+    ]
+    assert copied_from_prompt("<start>", prompt) == ["copied_from_prompt"]
+    assert copied_from_prompt("dialogue", prompt) == []  # short: may be a real answer
+    assert copied_from_prompt("words about family and marriage", prompt) == []

@@ -82,12 +82,21 @@ def test_best_of_k_llm_simulator_needs_the_role(dataset_dir: Path, tmp_path: Pat
             simulator="logprob",
             scorer="",
             neurons=1,
+            simulator_model="none",
         ),
         model=model,
         log_dir=str(tmp_path / "logs"),
         display="none",
     )
     assert log.status == "error" and "--model-role simulator" in str(log.error)
+
+
+def test_llm_simulator_defaults_explicitly_to_the_offline_model(dataset_dir: Path) -> None:
+    task = explain_neurons(dataset=str(dataset_dir), simulator="logprob", neurons=1)
+    assert task.model_roles is not None
+    assert str(task.model_roles["simulator"]) == "neuronbench/smollm2"
+    lexical = explain_neurons(dataset=str(dataset_dir), simulator="lexical", neurons=1)
+    assert not lexical.model_roles  # no model needed, none bound
 
 
 def test_scored_with_lexical_simulator(dataset_dir: Path, tmp_path: Path) -> None:
@@ -115,10 +124,11 @@ def test_neuron_selection(dataset_dir: Path) -> None:
         select_neurons(ds, "9/9")
 
 
-def test_clear_errors(dataset_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_clear_errors(dataset_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="token_activation_pairs, highlighted"):
         explain_neurons(dataset=str(dataset_dir), strategy="nope", scorer="")
     monkeypatch.delenv("NEURONBENCH_DATASET", raising=False)
+    monkeypatch.chdir(tmp_path)  # no default recording (results/dataset) here
     with pytest.raises(ValueError, match="NEURONBENCH_DATASET"):
         explain_neurons(scorer="")
     with pytest.raises(ValueError, match="explanation_file"):

@@ -23,13 +23,14 @@ def fixed_explanation():
     async def solve(state: TaskState, generate: Generate) -> TaskState:
         text = state.metadata["scripted"]
         state.metadata["explanation"] = text
-        state.metadata["explanation_flags"] = [] if text.strip() else ["empty"]
+        # The `empty` control carries no flag; an explainer failure carries its flags.
+        state.metadata["explanation_flags"] = list(state.metadata.get("scripted_flags", []))
         return state
 
     return solve
 
 
-def _sample(explanation: str, **neuron_kw) -> Sample:
+def _sample(explanation: str, flags: tuple[str, ...] = (), **neuron_kw) -> Sample:
     neuron = planted_neuron(**neuron_kw)
     return Sample(
         id=neuron.id.key,
@@ -39,6 +40,7 @@ def _sample(explanation: str, **neuron_kw) -> Sample:
             **neuron.summary(),
             "split": "valid",
             "scripted": explanation,
+            "scripted_flags": list(flags),
         },
     )
 
@@ -65,6 +67,7 @@ def test_lexical_scorer_values_metadata_and_metrics(tmp_path):
         _sample("rivers", layer=1, index=2, seed=2),
         _sample("", layer=1, index=3, seed=3),  # the empty control
         _sample("the token", layer=2, index=4, seed=4),  # names nothing: constant prediction
+        _sample("mentions of London", ("copied_from_prompt",), layer=2, index=5, seed=5),
     ]
     log = _run(tmp_path, samples, simulation(simulator="lexical"))
     scores = {s.id: s.scores["simulation"] for s in log.samples}
@@ -104,6 +107,11 @@ def test_lexical_scorer_values_metadata_and_metrics(tmp_path):
     assert constant.metadata["status"] == "unscored"
     assert constant.metadata["reason"].startswith("simulated activations are constant")
 
+    flagged = scores["test-subject-L2-N5"]  # an explainer failure: failed, not 0, not dropped
+    assert flagged.metadata["status"] == "failed"
+    assert "copied_from_prompt" in flagged.metadata["reason"]
+    assert math.isnan(flagged.value["top_and_random"]) and flagged.value["scored"] == 0.0
+
     m = _metrics(log)
     scored = [scores[k].value["top_and_random"] for k in scores if scores[k].value["scored"]]
     assert len(scored) == 3
@@ -115,8 +123,8 @@ def test_lexical_scorer_values_metadata_and_metrics(tmp_path):
     assert set(by_layer) == {"mean_by_layer_L0", "mean_by_layer_L1"}
     assert by_layer["mean_by_layer_L0"] == pytest.approx(first.value["top_and_random"])
     assert m["scored"]["n_unscored"] == 2
-    assert m["scored"]["n_failed"] == 0
-    assert m["scored"]["mean"] == pytest.approx(3 / 5)
+    assert m["scored"]["n_failed"] == 1
+    assert m["scored"]["mean"] == pytest.approx(3 / 6)
 
 
 def test_generation_scorer_flags_malformed_output_and_reuses_the_cache(tmp_path, monkeypatch):

@@ -270,13 +270,41 @@ def finish(
 ) -> TaskState:
     """Write the solver contract: explanation, flags, strategy, trim note, completion."""
     state.metadata["explanation"] = extraction.explanation
-    state.metadata["explanation_flags"] = list(extraction.flags)
+    state.metadata["explanation_flags"] = list(extraction.flags) + copied_from_prompt(
+        extraction.explanation, state.messages
+    )
     state.metadata["strategy"] = strategy
     state.metadata["prompt_trimmed"] = trimmed
     state.metadata["shown_positions"] = [r.position for r in shown]
     state.metadata.update(extra)
     state.output.completion = extraction.explanation
     return state
+
+
+_FORMAT_TOKENS = {"<start>", "<end>", "unknown"}
+
+
+def _norm(text: str) -> str:
+    return " ".join("".join(c.lower() if c.isalnum() else " " for c in text).split())
+
+
+def copied_from_prompt(explanation: str, messages: Sequence[ChatMessage]) -> list[str]:
+    """``["copied_from_prompt"]`` when the explanation repeats prompt text instead of explaining.
+
+    Small explainers often echo the last few-shot explanation or a record marker; such an
+    output says nothing about this neuron and must not be scored as if it were an answer.
+    Only the prompt (messages before the model's reply) counts, and only long matches
+    (>= 3 words) or bare format markers, so a short legitimate answer is never flagged.
+    """
+    text = explanation.strip()
+    if text.lower() in _FORMAT_TOKENS:
+        return ["copied_from_prompt"]
+    norm = _norm(text)
+    if len(norm.split()) < 3:
+        return []
+    prompt = [m for m in messages if m.role != "assistant"] if messages else []
+    haystack = _norm(" ".join(m.text for m in prompt))
+    return ["copied_from_prompt"] if f" {norm} " in f" {haystack} " else []
 
 
 def explainer_cache() -> Any:
