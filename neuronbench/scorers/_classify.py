@@ -30,6 +30,7 @@ from neuronbench.datasets import ActivationRecord, NeuronRecord, scoring_records
 
 if TYPE_CHECKING:
     from inspect_ai.model import Model, ModelOutput
+    from inspect_ai.solver import TaskState
 
 METRIC_KEYS = ("balanced_accuracy", "precision", "recall", "f1", "auc")
 """Value keys of a classification score (NaN when undefined)."""
@@ -250,6 +251,44 @@ def classification_metrics() -> dict[str, list[Any]]:
         "auc": [mean(), stderr()],
         "scored": [mean(), n_failed(), n_unscored()],
     }
+
+
+def scorer_model(model: str | None) -> Model:
+    """``model`` if named, else the ``simulator`` role (required: never the explainer)."""
+    from inspect_ai.model import get_model
+
+    return get_model(model) if model else get_model(role="simulator", required=True)
+
+
+def sample_context(
+    state: TaskState, scorer: str, split: str | None
+) -> tuple[NeuronRecord, str, str, dict[str, Any]]:
+    """The sample's neuron, scoring split, explanation, and the score metadata they make.
+
+    The split is ``split``, else the sample's ``split`` metadata, else ``valid``; the
+    explanation is the solver's, else the completion (a solver that wrote no metadata).
+    """
+    neuron = NeuronRecord.from_dict(state.metadata["neuron"])
+    use_split = split or state.metadata.get("split") or "valid"
+    explanation = state.metadata.get("explanation")
+    if not isinstance(explanation, str):
+        explanation = state.output.completion if state.output else ""
+    base = {
+        "scorer": scorer,
+        "explanation": explanation,
+        "split": use_split,
+        "neuron_id": neuron.id.key,
+        "layer": neuron.id.layer,
+    }
+    return neuron, use_split, explanation, base
+
+
+def need_both_reason(split: str, labelled: Labelled) -> str:
+    """Why a split with no activating or no non-activating records is unscored."""
+    return (
+        f"split {split!r} has {len(labelled.activating)} activating and "
+        f"{len(labelled.non_activating)} non-activating records; need both"
+    )
 
 
 def to_score(

@@ -18,7 +18,7 @@ import random
 import zlib
 from functools import lru_cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from inspect_ai.scorer import Score, Scorer, Target, scorer
 from inspect_ai.solver import TaskState
@@ -31,7 +31,10 @@ from neuronbench.scorers._classify import (
     classification_metrics,
     classify,
     labelled_records,
+    need_both_reason,
     record_text,
+    sample_context,
+    scorer_model,
     to_score,
 )
 
@@ -89,19 +92,6 @@ async def detect(
     return result, labelled
 
 
-def _scorer_model(model: str | None) -> Model:
-    from inspect_ai.model import get_model
-
-    return get_model(model) if model else get_model(role="simulator", required=True)
-
-
-def _explanation(state: Any) -> str:
-    explanation = state.metadata.get("explanation")
-    if not isinstance(explanation, str):
-        explanation = state.output.completion if state.output else ""
-    return explanation
-
-
 @scorer(metrics=classification_metrics())
 def detection(
     split: str | None = None,
@@ -129,20 +119,11 @@ def detection(
     """
 
     async def score(state: TaskState, target: Target) -> Score:
-        neuron = NeuronRecord.from_dict(state.metadata["neuron"])
-        use_split = split or state.metadata.get("split") or "valid"
-        explanation = _explanation(state)
-        base = {
-            "scorer": "detection",
-            "explanation": explanation,
-            "split": use_split,
-            "neuron_id": neuron.id.key,
-            "layer": neuron.id.layer,
-        }
+        neuron, use_split, explanation, base = sample_context(state, "detection", split)
         if not explanation.strip():
             return to_score(None, base, "empty explanation")
         result, labelled = await detect(
-            _scorer_model(model),
+            scorer_model(model),
             explanation,
             neuron,
             split=use_split,
@@ -159,11 +140,7 @@ def detection(
             dropped=labelled.dropped,
         )
         if result is None:
-            reason = (
-                f"split {use_split!r} has {len(labelled.activating)} activating and "
-                f"{len(labelled.non_activating)} non-activating records; need both"
-            )
-            return to_score(None, base, reason)
+            return to_score(None, base, need_both_reason(use_split, labelled))
         return to_score(result, base)
 
     return score

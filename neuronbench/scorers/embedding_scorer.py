@@ -16,7 +16,14 @@ from inspect_ai.scorer import Score, Scorer, Target, mean, scorer, stderr
 from inspect_ai.solver import TaskState
 
 from neuronbench.datasets import NeuronRecord
-from neuronbench.scorers._classify import Labelled, auc, labelled_records, record_text
+from neuronbench.scorers._classify import (
+    Labelled,
+    auc,
+    labelled_records,
+    need_both_reason,
+    record_text,
+    sample_context,
+)
 
 
 def similarities(explanation: str, texts: list[str]) -> list[float]:
@@ -70,19 +77,8 @@ def embedding(
     """
 
     async def score(state: TaskState, target: Target) -> Score:
-        neuron = NeuronRecord.from_dict(state.metadata["neuron"])
-        use_split = split or state.metadata.get("split") or "valid"
-        explanation = state.metadata.get("explanation")
-        if not isinstance(explanation, str):
-            explanation = state.output.completion if state.output else ""
-        meta = {
-            "scorer": "embedding",
-            "explanation": explanation,
-            "split": use_split,
-            "neuron_id": neuron.id.key,
-            "layer": neuron.id.layer,
-            "raw_output": None,
-        }
+        neuron, use_split, explanation, base = sample_context(state, "embedding", split)
+        meta = {**base, "raw_output": None}
         nan = {"auc": math.nan, "scored": 0.0}
         if not explanation.strip():
             meta.update(status="unscored", reason="empty explanation")
@@ -103,10 +99,7 @@ def embedding(
         ]
         meta["dropped"] = labelled.dropped
         if math.isnan(value):
-            reason = (
-                f"split {use_split!r} has {len(labelled.activating)} activating and "
-                f"{len(labelled.non_activating)} non-activating records; need both"
-            )
+            reason = need_both_reason(use_split, labelled)
             meta.update(status="unscored", reason=reason)
             return Score(value=nan, explanation=reason, reason="unscorable", metadata=meta)
         meta.update(status="ok", reason=None)

@@ -29,9 +29,11 @@ from neuronbench.scorers._classify import (
     classification_metrics,
     classify,
     labelled_records,
+    sample_context,
+    scorer_model,
     to_score,
 )
-from neuronbench.scorers.detection import _explanation, _scorer_model, neuron_seed
+from neuronbench.scorers.detection import neuron_seed
 
 if TYPE_CHECKING:
     from inspect_ai.model import Model
@@ -136,20 +138,11 @@ def fuzzing(
     """
 
     async def score(state: TaskState, target: Target) -> Score:
-        neuron = NeuronRecord.from_dict(state.metadata["neuron"])
-        use_split = split or state.metadata.get("split") or "valid"
-        explanation = _explanation(state)
-        base = {
-            "scorer": "fuzzing",
-            "explanation": explanation,
-            "split": use_split,
-            "neuron_id": neuron.id.key,
-            "layer": neuron.id.layer,
-        }
+        neuron, use_split, explanation, base = sample_context(state, "fuzzing", split)
         if not explanation.strip():
             return to_score(None, base, "empty explanation")
         result, labelled = await fuzz(
-            _scorer_model(model),
+            scorer_model(model),
             explanation,
             neuron,
             split=use_split,

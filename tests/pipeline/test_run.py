@@ -81,4 +81,5 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert "set -euo pipefail" in ci  # pytest's exit code 5 (no tests) fails the run
     main_cmd = _readme_block("**1. Install and run the main job**")
     assert main_cmd.endswith("neuronbench run")
-    assert main_cmd.split("&&")[:2] == test_cmd.split("&&")[2:4]
+    installs = [part.strip() for part in main_cmd.split("&&")[:2]]
+    assert installs == [part.strip() for part in test_cmd.split("&&")[2:4]]

@@ -15,13 +15,13 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from inspect_ai.model import ChatMessage, Model
+from inspect_ai.model import ChatMessage, Model, get_model
 from inspect_ai.model._model import ModelAPI
-from inspect_ai.solver import TaskState
+from inspect_ai.solver import Generate, TaskState
 
 from neuronbench.datasets import ActivationRecord, NeuronRecord, train_records
 from neuronbench.datasets.normalize import normalize, relu_max
-from neuronbench.evals.extraction import Extraction
+from neuronbench.evals.extraction import Extraction, extract_explanation
 
 CHARS_PER_TOKEN = 3.0
 """Fallback token estimate when the model has no tokenizer of its own. Token<TAB>value lines
@@ -281,6 +281,50 @@ def finish(
     return state
 
 
+async def explain_once(
+    state: TaskState,
+    generate: Generate,
+    build: Callable[[list[ActivationRecord], int], list[ChatMessage]],
+    *,
+    strategy: str,
+    n_examples: int,
+    n_few_shot: int,
+    max_prompt_tokens: int,
+    marker: str | None = None,
+    extra_shown: Sequence[ActivationRecord] = (),
+    **extra: Any,
+) -> TaskState:
+    """One explainer call: fit ``build``'s prompt to the budget, generate (cached), extract, finish.
+
+    Args:
+        state: The sample's state.
+        generate: inspect's generate, so the call goes through the eval's explainer model.
+        build: ``build(records, n_few_shot)`` renders the prompt (see :func:`fit_prompt`).
+        strategy: Name recorded in the sample metadata.
+        n_examples: Train records offered to the prompt before trimming.
+        n_few_shot: Few-shot examples offered to the prompt before trimming.
+        max_prompt_tokens: Context budget.
+        marker: Answer marker for :func:`extract_explanation` (chain of thought).
+        extra_shown: Records shown besides the fitted ones (contrast negatives).
+        **extra: More metadata written by :func:`finish`.
+    """
+    fitted = await fit_prompt(
+        build, shown_records(state, n_examples), n_few_shot, max_prompt_tokens, get_model()
+    )
+    state.messages = fitted.messages
+    state = await generate(state, cache=explainer_cache())
+    raw = state.output.completion
+    return finish(
+        state,
+        extract_explanation(raw, marker=marker),
+        strategy=strategy,
+        trimmed=fitted.trimmed,
+        shown=[*fitted.records, *extra_shown],
+        raw_output=raw,
+        **extra,
+    )
+
+
 _FORMAT_TOKENS = {"<start>", "<end>", "unknown"}
 
 
@@ -314,7 +358,7 @@ def explainer_cache() -> Any:
     a new checkpoint under the same name is a miss. Epochs stay distinct (``per_epoch``),
     so test-retest runs still sample fresh explanations.
     """
-    from inspect_ai.model import CachePolicy, get_model
+    from inspect_ai.model import CachePolicy
 
     api = get_model().api
     revision = str(getattr(api, "revision", "") or "")

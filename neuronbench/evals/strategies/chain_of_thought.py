@@ -9,18 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from inspect_ai.model import ChatMessage, ChatMessageSystem, ChatMessageUser, get_model
+from inspect_ai.model import ChatMessage, ChatMessageSystem, ChatMessageUser
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from neuronbench.datasets import ActivationRecord
-from neuronbench.evals.extraction import COT_MARKER, extract_explanation
+from neuronbench.evals.extraction import COT_MARKER
 from neuronbench.evals.strategies._base import (
     StrategyOptions,
-    explainer_cache,
-    finish,
-    fit_prompt,
+    explain_once,
     load_data,
-    shown_records,
 )
 from neuronbench.evals.strategies.token_activation_pairs import neuron_block
 
@@ -44,23 +41,15 @@ def chain_of_thought(n_examples: int = 5, max_prompt_tokens: int = 4000) -> Solv
     """
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
-        fitted = await fit_prompt(
-            lambda recs, _k: build_messages(recs),
-            shown_records(state, n_examples),
-            0,
-            max_prompt_tokens,
-            get_model(),
-        )
-        state.messages = fitted.messages
-        state = await generate(state, cache=explainer_cache())
-        raw = state.output.completion
-        return finish(
+        return await explain_once(
             state,
-            extract_explanation(raw, marker=COT_MARKER),
+            generate,
+            lambda recs, _k: build_messages(recs),
             strategy="chain_of_thought",
-            trimmed=fitted.trimmed,
-            shown=fitted.records,
-            raw_output=raw,
+            n_examples=n_examples,
+            n_few_shot=0,
+            max_prompt_tokens=max_prompt_tokens,
+            marker=COT_MARKER,
         )
 
     return solve

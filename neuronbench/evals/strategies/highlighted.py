@@ -15,23 +15,18 @@ from inspect_ai.model import (
     ChatMessageAssistant,
     ChatMessageSystem,
     ChatMessageUser,
-    get_model,
 )
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from neuronbench.datasets import ActivationRecord
 from neuronbench.datasets.normalize import normalize
-from neuronbench.evals.extraction import extract_explanation
 from neuronbench.evals.strategies._base import (
     FewShotExample,
     StrategyOptions,
-    explainer_cache,
-    finish,
-    fit_prompt,
+    explain_once,
     load_data,
     load_few_shot,
     max_over,
-    shown_records,
 )
 
 
@@ -117,25 +112,16 @@ def highlighted(
     shots = load_few_shot(few_shot)
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
-        fitted = await fit_prompt(
+        return await explain_once(
+            state,
+            generate,
             lambda recs, k: build_messages(
                 recs, shots[:k], threshold=threshold, show_values=show_values
             ),
-            shown_records(state, n_examples),
-            len(shots),
-            max_prompt_tokens,
-            get_model(),
-        )
-        state.messages = fitted.messages
-        state = await generate(state, cache=explainer_cache())
-        raw = state.output.completion
-        return finish(
-            state,
-            extract_explanation(raw),
             strategy="highlighted",
-            trimmed=fitted.trimmed,
-            shown=fitted.records,
-            raw_output=raw,
+            n_examples=n_examples,
+            n_few_shot=len(shots),
+            max_prompt_tokens=max_prompt_tokens,
         )
 
     return solve

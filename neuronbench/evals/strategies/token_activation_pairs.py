@@ -17,24 +17,19 @@ from inspect_ai.model import (
     ChatMessageAssistant,
     ChatMessageSystem,
     ChatMessageUser,
-    get_model,
 )
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from neuronbench.datasets import ActivationRecord
-from neuronbench.evals.extraction import extract_explanation
 from neuronbench.evals.strategies._base import (
     FewShotExample,
     StrategyOptions,
-    explainer_cache,
-    finish,
-    fit_prompt,
+    explain_once,
     format_records,
     load_data,
     load_few_shot,
     max_over,
     nonzero_fraction,
-    shown_records,
 )
 
 REPEAT_BELOW = 0.2
@@ -82,23 +77,14 @@ def token_activation_pairs(
     shots = load_few_shot(few_shot)
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
-        fitted = await fit_prompt(
-            lambda recs, k: build_messages(recs, shots[:k]),
-            shown_records(state, n_examples),
-            len(shots),
-            max_prompt_tokens,
-            get_model(),
-        )
-        state.messages = fitted.messages
-        state = await generate(state, cache=explainer_cache())
-        raw = state.output.completion
-        return finish(
+        return await explain_once(
             state,
-            extract_explanation(raw),
+            generate,
+            lambda recs, k: build_messages(recs, shots[:k]),
             strategy="token_activation_pairs",
-            trimmed=fitted.trimmed,
-            shown=fitted.records,
-            raw_output=raw,
+            n_examples=n_examples,
+            n_few_shot=len(shots),
+            max_prompt_tokens=max_prompt_tokens,
         )
 
     return solve

@@ -15,21 +15,16 @@ from inspect_ai.model import (
     ChatMessageAssistant,
     ChatMessageSystem,
     ChatMessageUser,
-    get_model,
 )
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from neuronbench.datasets import ActivationRecord
-from neuronbench.evals.extraction import extract_explanation
 from neuronbench.evals.strategies._base import (
     FewShotExample,
     StrategyOptions,
-    explainer_cache,
-    finish,
-    fit_prompt,
+    explain_once,
     load_data,
     load_few_shot,
-    shown_records,
     top_activating_tokens,
 )
 
@@ -74,23 +69,14 @@ def top_tokens(
     shots = load_few_shot(few_shot)
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
-        fitted = await fit_prompt(
-            lambda recs, k: build_messages(recs, shots[:k], n_tokens=n_tokens),
-            shown_records(state, n_examples),
-            len(shots),
-            max_prompt_tokens,
-            get_model(),
-        )
-        state.messages = fitted.messages
-        state = await generate(state, cache=explainer_cache())
-        raw = state.output.completion
-        return finish(
+        return await explain_once(
             state,
-            extract_explanation(raw),
+            generate,
+            lambda recs, k: build_messages(recs, shots[:k], n_tokens=n_tokens),
             strategy="top_tokens",
-            trimmed=fitted.trimmed,
-            shown=fitted.records,
-            raw_output=raw,
+            n_examples=n_examples,
+            n_few_shot=len(shots),
+            max_prompt_tokens=max_prompt_tokens,
         )
 
     return solve

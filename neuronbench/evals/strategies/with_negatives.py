@@ -16,24 +16,19 @@ from inspect_ai.model import (
     ChatMessageAssistant,
     ChatMessageSystem,
     ChatMessageUser,
-    get_model,
 )
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from neuronbench.datasets import ActivationRecord
-from neuronbench.evals.extraction import extract_explanation
 from neuronbench.evals.strategies._base import (
     FewShotExample,
     StrategyOptions,
-    explainer_cache,
-    finish,
-    fit_prompt,
+    explain_once,
     format_records,
     load_data,
     load_few_shot,
     max_over,
     negatives_of,
-    shown_records,
 )
 from neuronbench.evals.strategies.token_activation_pairs import neuron_block
 
@@ -87,23 +82,15 @@ def with_negatives(
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
         negatives = negatives_of(state, n_negatives)
-        fitted = await fit_prompt(
-            lambda recs, k: build_messages(recs, negatives, shots[:k]),
-            shown_records(state, n_examples),
-            len(shots),
-            max_prompt_tokens,
-            get_model(),
-        )
-        state.messages = fitted.messages
-        state = await generate(state, cache=explainer_cache())
-        raw = state.output.completion
-        return finish(
+        return await explain_once(
             state,
-            extract_explanation(raw),
+            generate,
+            lambda recs, k: build_messages(recs, negatives, shots[:k]),
             strategy="with_negatives",
-            trimmed=fitted.trimmed,
-            shown=[*fitted.records, *negatives],
-            raw_output=raw,
+            n_examples=n_examples,
+            n_few_shot=len(shots),
+            max_prompt_tokens=max_prompt_tokens,
+            extra_shown=negatives,
             negatives_shown=len(negatives),
         )
 
