@@ -181,16 +181,32 @@ class NeuronDataset:
 
     @classmethod
     def load(
-        cls, root: str | Path, layers: Iterable[int] | None = None, verify: bool = True
+        cls,
+        root: str | Path,
+        layers: Iterable[int] | None = None,
+        verify: bool = True,
+        ids: Iterable[NeuronId] | None = None,
     ) -> NeuronDataset:
-        """Load a dataset directory, validating every record; errors name file, neuron and record."""
+        """Load a dataset directory, validating every record; errors name file, neuron and record.
+
+        ``ids`` loads only those neurons (reading only the rows they need): an eval over a
+        few neurons of a recording with thousands must not build every record in memory.
+        """
         root = Path(root)
         card = read_card(root)
         if verify:
             actual = content_hash(root)
             if actual != card.content_hash:
                 raise _hash_mismatch(root, card, actual)
-        wanted = card.layers if layers is None else list(layers)
+        wanted_ids: dict[int, set[int]] | None = None
+        if ids is not None:
+            wanted_ids = {}
+            for nid in ids:
+                wanted_ids.setdefault(nid.layer, set()).add(nid.index)
+        if wanted_ids is not None:
+            wanted = sorted(wanted_ids)
+        else:
+            wanted = card.layers if layers is None else list(layers)
         ds = cls(card=card, path=root)
         for layer in wanted:
             f = _layer_file(root, layer)
@@ -198,7 +214,8 @@ class NeuronDataset:
                 raise DatasetError(
                     f"{f}: missing file for layer {layer} (card lists {card.layers})"
                 )
-            for row in _read_rows(f):
+            only = None if wanted_ids is None else sorted(wanted_ids[layer])
+            for row in _read_rows(f, only):
                 try:
                     rec = _neuron(row)
                 except DatasetError as e:
@@ -209,13 +226,37 @@ class NeuronDataset:
                 ds.neurons[rec.id] = rec
         return ds
 
+    @staticmethod
+    def ids(root: str | Path) -> list[NeuronId]:
+        """Every neuron id in a dataset, reading only the id columns (cheap at any size)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
-def _read_rows(f: Path) -> list[dict[str, Any]]:
+        root = Path(root)
+        card = read_card(root)
+        out: list[NeuronId] = []
+        for layer in card.layers:
+            f = _layer_file(root, layer)
+            if not f.exists():
+                raise DatasetError(
+                    f"{f}: missing file for layer {layer} (card lists {card.layers})"
+                )
+            try:
+                cols = pq.read_table(f, columns=["subject", "site", "layer", "index"]).to_pylist()
+            except (OSError, pa.ArrowException) as e:
+                raise DatasetError(f"{f}: corrupt or truncated parquet file ({e})") from None
+            out.extend(NeuronId.from_dict(c) for c in cols)
+        return sorted(out)
+
+
+def _read_rows(f: Path, indices: list[int] | None = None) -> list[dict[str, Any]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_table(f).to_pylist()
+        if indices is None:
+            return pq.read_table(f).to_pylist()
+        return pq.read_table(f, filters=[("index", "in", indices)]).to_pylist()
     except (OSError, pa.ArrowException) as e:
         raise DatasetError(f"{f}: corrupt or truncated parquet file ({e})") from None
 

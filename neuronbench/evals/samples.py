@@ -21,6 +21,7 @@ from neuronbench.datasets import (
     ActivationRecord,
     DatasetError,
     NeuronDataset,
+    NeuronId,
     NeuronRecord,
     scoring_records,
     train_records,
@@ -30,47 +31,54 @@ from neuronbench.datasets.normalize import normalize
 _KEY_LAYER = (re.compile(r"-L(\d+)-N\d+$"), re.compile(r"^(?:[^/]+/)?(\d+)/\d+$"))
 
 
-def layers_named(neurons: str | int | None) -> list[int] | None:
-    """Layers an explicit comma-separated neuron list needs (None: load every layer)."""
-    if neurons is None or isinstance(neurons, int) or str(neurons).strip().isdigit():
-        return None
-    text = str(neurons).strip()
-    if text.startswith("stratified:"):
-        return None
-    layers: set[int] = set()
-    for key in (k.strip() for k in text.split(",") if k.strip()):
-        m = next((m for p in _KEY_LAYER if (m := p.search(key))), None)
-        if m is None:
-            return None
-        layers.add(int(m.group(1)))
-    return sorted(layers)
-
-
-def _resolve(ds: NeuronDataset, key: str) -> NeuronRecord:
-    for n in ds:
-        nid = n.id
-        if key in (nid.key, str(nid), f"{nid.layer}/{nid.index}"):
-            return n
-    some = ", ".join(n.id.key for n in list(ds)[:3])
-    raise DatasetError(
-        f"neuron {key!r} not in dataset {ds.path or ds.card.subject} "
-        f"(keys look like {some}, or 'subject/layer/index', or 'layer/index')"
-    )
-
-
-def stratified(neurons: Sequence[NeuronRecord], n: int, seed: int) -> list[NeuronRecord]:
+def stratified_ids(ids: Sequence[NeuronId], n: int, seed: int) -> list[NeuronId]:
     """``n`` neurons spread evenly over layers (round-robin), each layer's picks seeded by ``seed``."""
     rng = random.Random(seed)
-    by_layer: dict[int, list[NeuronRecord]] = {}
-    for rec in sorted(neurons, key=lambda r: r.id):
-        by_layer.setdefault(rec.id.layer, []).append(rec)
-    pools = [rng.sample(recs, len(recs)) for _, recs in sorted(by_layer.items())]
-    picked: list[NeuronRecord] = []
+    by_layer: dict[int, list[NeuronId]] = {}
+    for nid in sorted(ids):
+        by_layer.setdefault(nid.layer, []).append(nid)
+    pools = [rng.sample(group, len(group)) for _, group in sorted(by_layer.items())]
+    picked: list[NeuronId] = []
     while len(picked) < n and any(pools):
         for pool in pools:
             if pool and len(picked) < n:
                 picked.append(pool.pop())
-    return sorted(picked, key=lambda r: r.id)
+    return sorted(picked)
+
+
+def stratified(neurons: Sequence[NeuronRecord], n: int, seed: int) -> list[NeuronRecord]:
+    """Records version of :func:`stratified_ids` (same picks for the same ids and seed)."""
+    by_id = {r.id: r for r in neurons}
+    return [by_id[i] for i in stratified_ids(list(by_id), n, seed)]
+
+
+def select_ids(ids: Sequence[NeuronId], neurons: str | int | None, seed: int = 0) -> list[NeuronId]:
+    """The ids :func:`select_neurons` would pick, from ids alone (before loading any records)."""
+    everything = sorted(ids)
+    if neurons is None or (isinstance(neurons, str) and not neurons.strip()):
+        return everything
+    if isinstance(neurons, int) or neurons.strip().isdigit():
+        count = int(neurons)
+        if count < 1:
+            raise ValueError(f"neurons={neurons!r}: need at least 1 neuron")
+        return everything[:count]
+    text = neurons.strip()
+    if text.startswith("stratified:"):
+        count_text = text.split(":", 1)[1]
+        if not count_text.strip().isdigit() or int(count_text) < 1:
+            raise ValueError(f"neurons={neurons!r}: use stratified:N with N >= 1")
+        return stratified_ids(everything, int(count_text), seed)
+    picked = []
+    for key in (k.strip() for k in text.split(",") if k.strip()):
+        match = [i for i in everything if key in (i.key, str(i), f"{i.layer}/{i.index}")]
+        if not match:
+            some = ", ".join(i.key for i in everything[:3])
+            raise DatasetError(
+                f"neuron {key!r} not in dataset ({len(everything)} neurons; keys look "
+                f"like {some}, or 'subject/layer/index', or 'layer/index')"
+            )
+        picked.append(match[0])
+    return sorted(set(picked))
 
 
 def select_neurons(
@@ -85,22 +93,7 @@ def select_neurons(
             ``subject/layer/index`` or ``layer/index``).
         seed: Seed for ``stratified:N``.
     """
-    everything = list(ds)
-    if neurons is None or (isinstance(neurons, str) and not neurons.strip()):
-        return everything
-    if isinstance(neurons, int) or neurons.strip().isdigit():
-        count = int(neurons)
-        if count < 1:
-            raise ValueError(f"neurons={neurons!r}: need at least 1 neuron")
-        return everything[:count]
-    text = neurons.strip()
-    if text.startswith("stratified:"):
-        count_text = text.split(":", 1)[1]
-        if not count_text.strip().isdigit() or int(count_text) < 1:
-            raise ValueError(f"neurons={neurons!r}: use stratified:N with N >= 1")
-        return stratified(everything, int(count_text), seed)
-    picked = [_resolve(ds, k.strip()) for k in text.split(",") if k.strip()]
-    return sorted({p.id: p for p in picked}.values(), key=lambda r: r.id)
+    return [ds.neurons[i] for i in select_ids(list(ds.neurons), neurons, seed)]
 
 
 def negatives(neuron: NeuronRecord, n: int) -> list[ActivationRecord]:

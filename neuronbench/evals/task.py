@@ -48,7 +48,7 @@ from inspect_ai.model import GenerateConfig
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from neuronbench.datasets import NeuronDataset
-from neuronbench.evals.samples import layers_named, sample_for, select_neurons
+from neuronbench.evals.samples import sample_for, select_ids
 from neuronbench.evals.strategies import STRATEGIES, StrategyOptions, build_strategy
 from neuronbench.evals.strategies.best_of_k import simulator_model
 
@@ -158,8 +158,9 @@ def explain_neurons(
     if n_examples < 1:
         raise ValueError(f"n_examples={n_examples}: show at least 1 record")
 
-    ds = NeuronDataset.load(Path(path), layers=layers_named(neurons))
-    selected = select_neurons(ds, neurons, seed)
+    chosen = select_ids(NeuronDataset.ids(path), neurons, seed)
+    ds = NeuronDataset.load(Path(path), ids=chosen)  # only the selected neurons' rows
+    selected = [ds.neurons[i] for i in chosen]
     if not selected:
         raise ValueError(f"no neurons selected from {path} (neurons={neurons!r})")
     samples = [sample_for(n, split, n_negatives) for n in selected]
