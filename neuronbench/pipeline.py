@@ -91,7 +91,10 @@ class RunConfig:
     seed: int = 0
     """Seed for recording samples, neuron selection and controls."""
     viewer: bool = True
-    """Write the static neuron viewer (and the inspect log bundle it links)."""
+    """Write the static neuron viewer."""
+    bundle: bool = False
+    """Also write ``inspect view bundle`` of the logs beside the viewer, which links it
+    (off by default: it copies every log into a ~25 MB web app)."""
 
 
 def _log(msg: str) -> None:
@@ -216,7 +219,7 @@ def publish(cfg: RunConfig, out: Path, log_dir: Path) -> dict[str, Any]:
     if cfg.viewer:
         from neuronbench.results import write_viewer
 
-        write_viewer(log_dir, out / "viewer", bundle=True)
+        write_viewer(log_dir, out / "viewer", bundle=cfg.bundle)
     return {"leaderboard": {k: str(v) for k, v in paths.items()}, "rows": len(lb.rows)}
 
 

@@ -72,6 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--no-viewer", action="store_true", help="skip the static neuron viewer")
+    p.add_argument(
+        "--bundle", action="store_true", help="also bundle inspect's log viewer (~25 MB)"
+    )
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object last")
     p.set_defaults(func=_run)
 
@@ -101,6 +104,7 @@ def _run(args: argparse.Namespace) -> int:
         n_score_records=args.n_score_records,
         seed=args.seed,
         viewer=not args.no_viewer,
+        bundle=args.bundle,
     )
     summary = run(cfg)
     if args.json:

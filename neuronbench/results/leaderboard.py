@@ -118,7 +118,7 @@ class Leaderboard:
     comparisons: list[Comparison]
     """Each other row against ``baseline``."""
     baseline: str | None
-    """Label of the baseline row (default: the best non-control row)."""
+    """Label of the first baseline row; each simulator group has its own (see ``comparisons``)."""
     samples: Any = field(repr=False, default=None)
     """The per-sample table (``logs.load_samples``) the rows came from; feeds the plots."""
     n_resamples: int = DEFAULT_RESAMPLES
@@ -256,19 +256,32 @@ def build_leaderboard(
     rows.sort(key=lambda r: (-(r.mean if math.isfinite(r.mean) else -math.inf), r.label))
     for i, r in enumerate(rows, start=1):
         r.rank = i
-    base = None
+
+    # Scores from different simulators (or datasets, splits) are not on one scale, so each
+    # row is compared only with a baseline scored the same way: the named row's group, or
+    # per group the best non-control row.
+    def group(r: Row) -> tuple[str, str, str]:
+        return (r.dataset, r.split, r.simulator)
+
+    bases: dict[tuple[str, str, str], Row] = {}
     if baseline is not None:
-        base = find_row(rows, baseline)
-    elif rows:
-        base = next((r for r in rows if not r.control), rows[0])
+        named = find_row(rows, baseline)
+        bases[group(named)] = named
+    else:
+        for r in rows:
+            g = group(r)
+            if g not in bases or (bases[g].control and not r.control):
+                bases[g] = r
     comparisons = []
     for r in rows:
-        if base is None or r is base or (r.dataset, r.split) != (base.dataset, base.split):
+        base = bases.get(group(r))
+        if base is None or r is base:
             continue
         d = paired_bootstrap_diff(
             r.neuron_scores, base.neuron_scores, n_resamples=n_resamples, seed=seed
         )
         comparisons.append(Comparison(r.label, base.label, d.estimate, d.low, d.high, d.n))
+    base = next(iter(bases.values()), None)
     return Leaderboard(
         rows=rows,
         comparisons=comparisons,
@@ -311,9 +324,10 @@ def to_markdown(lb: Leaderboard) -> str:
         ]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     out = ["\n".join(lines)]
-    if lb.comparisons:
+    for base_label in dict.fromkeys(c.baseline for c in lb.comparisons):
         cmp = [
-            f"Paired differences vs **{lb.baseline}** (row − baseline, paired bootstrap over shared neurons):",
+            f"Paired differences vs **{base_label}** (row − baseline, same simulator, "
+            "paired bootstrap over shared neurons):",
             "",
             "| row | Δ score [95% CI] | shared neurons |",
             "|---|---|---|",
@@ -321,6 +335,7 @@ def to_markdown(lb: Leaderboard) -> str:
         cmp += [
             f"| {c.row} | {_ci(c.diff, c.ci_low, c.ci_high)} | {c.n_shared} |"
             for c in lb.comparisons
+            if c.baseline == base_label
         ]
         out.append("\n".join(cmp))
     retest = [r for r in lb.rows if r.epochs >= 2]

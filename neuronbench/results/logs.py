@@ -79,6 +79,11 @@ def _simulator_label(kind: Any, roles: Any) -> str:
     role = (_loads(roles) or {}).get("simulator") or {}
     model = role.get("model") if isinstance(role, dict) else None
     kind = kind if isinstance(kind, str) and kind else None
+    if kind:
+        from neuronbench.scorers.registry import SIMULATORS, simulator_needs_model
+
+        if kind in SIMULATORS and not simulator_needs_model(kind):
+            return kind  # model-free simulator: the role model played no part
     if kind and model:
         return f"{kind} ({model})"
     return kind or model or "-"

@@ -55,6 +55,8 @@ class RowSpec:
     """Epochs (independent explanations per neuron)."""
     seed: int = 1
     """Noise seed of this row."""
+    simulator: str = "generation"
+    """Task arg ``simulator`` (rows are compared only within one simulator)."""
 
 
 def neuron_key(i: int) -> str:
@@ -169,7 +171,7 @@ def _run(spec: RowSpec, log_dir: Path) -> None:
     )
     simulator = get_model("mockllm/sim", custom_outputs=lambda *a: output("0"))
     [log] = eval(
-        explain_neurons(strategy=spec.strategy),
+        explain_neurons(strategy=spec.strategy, simulator=spec.simulator),
         model=explainer,
         model_roles={"simulator": simulator},
         epochs=spec.epochs,

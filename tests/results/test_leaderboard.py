@@ -146,3 +146,25 @@ def test_cli_writes_outputs_and_prints_json(
     assert [r["rank"] for r in data["rows"]] == [1, 2, 3]
     assert (tmp_path / "leaderboard.md").exists() and (tmp_path / "leaderboard.csv").exists()
     assert main(["leaderboard", str(tmp_path / "nope")]) == 2
+
+
+def test_rows_are_compared_only_within_their_simulator(tmp_path) -> None:
+    from neuronbench.results import build_leaderboard
+    from tests.results.conftest import RowSpec, write_logs
+
+    logs = write_logs(
+        tmp_path,
+        [
+            RowSpec("a", "baseline", mu=0.5, neurons=12, seed=1, simulator="lexical"),
+            RowSpec("a", "shuffled", mu=0.0, neurons=12, seed=2, simulator="lexical"),
+            RowSpec("a", "baseline", mu=0.2, neurons=12, seed=3),
+            RowSpec("a", "shuffled", mu=0.1, neurons=12, seed=4),
+        ],
+    )
+    lb = build_leaderboard(logs, n_resamples=500)
+    labels = {r.label: r for r in lb.rows}
+    assert any(r.simulator == "lexical" for r in lb.rows)  # model-free: no role model in label
+    assert len(lb.comparisons) == 2
+    for c in lb.comparisons:
+        assert labels[c.row].simulator == labels[c.baseline].simulator
+        assert "baseline" in c.baseline and "shuffled" in c.row
