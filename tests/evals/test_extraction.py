@@ -84,8 +84,10 @@ def test_copied_prompt_text_is_flagged_but_short_answers_are_not() -> None:
     from neuronbench.evals.strategies._base import copied_from_prompt
 
     prompt = [
-        ChatMessageUser(content="Explanation: the end of a quotation in dialogue.\n<start>\nto\t3"),
-        ChatMessageAssistant(content="The end of a quotation in dialogue"),
+        ChatMessageUser(content="Neuron 1\n<start>\nto\t3\n<end>"),
+        ChatMessageAssistant(content=" the end of a quotation in dialogue."),  # few-shot answer
+        ChatMessageUser(content="Neuron 2\n<start>\nfirst\t10\n<end>"),
+        ChatMessageAssistant(content="The end of a quotation in dialogue"),  # the model's reply
     ]
     assert copied_from_prompt("The end of a quotation in dialogue", prompt) == [
         "copied_from_prompt"
@@ -93,3 +95,6 @@ def test_copied_prompt_text_is_flagged_but_short_answers_are_not() -> None:
     assert copied_from_prompt("<start>", prompt) == ["copied_from_prompt"]
     assert copied_from_prompt("dialogue", prompt) == []  # short: may be a real answer
     assert copied_from_prompt("words about family and marriage", prompt) == []
+    # the reply itself is not "prompt": an answer is never flagged for matching itself
+    own = [prompt[0], ChatMessageAssistant(content="words about family and marriage")]
+    assert copied_from_prompt("words about family and marriage", own) == []

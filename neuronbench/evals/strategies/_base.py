@@ -337,7 +337,8 @@ def copied_from_prompt(explanation: str, messages: Sequence[ChatMessage]) -> lis
 
     Small explainers often echo the last few-shot explanation or a record marker; such an
     output says nothing about this neuron and must not be scored as if it were an answer.
-    Only the prompt (messages before the model's reply) counts, and only long matches
+    Only the prompt (everything before the model's reply, few-shot answers included) counts,
+    and only long matches
     (>= 3 words) or bare format markers, so a short legitimate answer is never flagged.
     """
     text = explanation.strip()
@@ -346,7 +347,9 @@ def copied_from_prompt(explanation: str, messages: Sequence[ChatMessage]) -> lis
     norm = _norm(text)
     if len(norm.split()) < 3:
         return []
-    prompt = [m for m in messages if m.role != "assistant"] if messages else []
+    prompt = list(messages)
+    if prompt and prompt[-1].role == "assistant":
+        prompt = prompt[:-1]  # the model's own reply; few-shot answers before it stay
     haystack = _norm(" ".join(m.text for m in prompt))
     return ["copied_from_prompt"] if f" {norm} " in f" {haystack} " else []
 
