@@ -173,3 +173,14 @@ def test_fit_drops_whole_records_from_the_end_and_says_why() -> None:
 
 def test_extraction_is_used_for_file_explanations() -> None:
     assert extract_explanation("  'cats'. ").explanation == "cats"
+
+
+def test_zero_shot_prompt_has_no_examples() -> None:
+    from neuronbench.evals.strategies._base import load_few_shot
+    from neuronbench.evals.strategies.token_activation_pairs import build_messages
+    from tests.conftest import make_record
+
+    assert load_few_shot("none") == ()
+    messages = build_messages([make_record()], ())
+    assert [m.role for m in messages].count("assistant") == 0
+    assert "Neuron 1" in messages[-1].text  # the target is the first (and only) neuron

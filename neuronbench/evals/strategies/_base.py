@@ -92,7 +92,9 @@ class FewShotExample:
 
 @cache
 def load_few_shot(name: str = "default") -> tuple[FewShotExample, ...]:
-    """Few-shot set ``default``/``test`` (bundled) or a JSON file with the same shape."""
+    """Few-shot set ``default``/``test`` (bundled), ``none`` (zero-shot) or a JSON file of that shape."""
+    if name == "none":
+        return ()
     if name in ("default", "test"):
         raw = load_data(f"few_shot_{name}.json")
     else:
