@@ -63,6 +63,10 @@
       link.appendChild(el("a", { href: DATA.bundle, id: "inspect-bundle" }, "inspect view bundle"));
       link.appendChild(document.createTextNode(
         " (serve this folder over HTTP, e.g. python -m http.server, to open it)"));
+    } else {
+      link.appendChild(document.createTextNode(
+        "Full transcripts: inspect view --log-dir " + DATA.log_dir +
+        " (or rebuild this page with neuronbench viewer " + DATA.log_dir + " --bundle)"));
     }
     var select = document.getElementById("run-filter");
     select.appendChild(el("option", { value: "all" }, "all runs"));
