@@ -104,6 +104,7 @@ def explain_neurons(
     max_prompt_tokens: int = 4000,
     max_tokens: int | None = None,
     simulator_model: str | None = DEFAULT_SIMULATOR_MODEL,
+    calibrate: bool = False,
 ) -> Task:
     """Explain each selected neuron with ``strategy`` and score the explanation by simulation.
 
@@ -137,6 +138,8 @@ def explain_neurons(
             simulator is used and no ``--model-role simulator=...`` is given: the offline
             SmolLM2 (never the explainer under evaluation). ``none`` turns the default off,
             making a missing role an error.
+        calibrate: Also report r² and absolute deviation explained after a linear calibration
+            fitted on the calibration split (one more simulation per explanation).
     """
     path = dataset or os.environ.get(DATASET_ENV)
     if not path and (Path(DEFAULT_DATASET) / "card.json").exists():
@@ -190,7 +193,9 @@ def explain_neurons(
     if names:
         from neuronbench.scorers.registry import build_scorers
 
-        scorers = build_scorers(names, simulator=simulator, split=split, n_records=n_score_records)
+        scorers = build_scorers(
+            names, simulator=simulator, split=split, n_records=n_score_records, calibrate=calibrate
+        )
     needs_simulator = simulator_needs_model(simulator) and (bool(names) or strategy == "best_of_k")
 
     args = {
@@ -215,6 +220,7 @@ def explain_neurons(
         "max_prompt_tokens": max_prompt_tokens,
         "max_tokens": max_tokens,
         "simulator_model": simulator_model,
+        "calibrate": calibrate,
     }
     if max_tokens is None:
         max_tokens = 400 if strategy == "chain_of_thought" else 80

@@ -86,28 +86,38 @@ def make_simulator(kind: str, model: Model | None) -> Simulator:
 class ScorerFactory(Protocol):
     """Builds one inspect scorer from the run's common scoring options."""
 
-    def __call__(self, *, simulator: str, split: str | None, n_records: int | None) -> Scorer: ...
+    def __call__(
+        self, *, simulator: str, split: str | None, n_records: int | None, calibrate: bool = False
+    ) -> Scorer: ...
 
 
-def _simulation(*, simulator: str, split: str | None, n_records: int | None) -> Scorer:
+def _simulation(
+    *, simulator: str, split: str | None, n_records: int | None, calibrate: bool = False
+) -> Scorer:
     from neuronbench.scorers.simulation import simulation
 
-    return simulation(simulator=simulator, split=split, n_records=n_records)
+    return simulation(simulator=simulator, split=split, n_records=n_records, calibrate=calibrate)
 
 
-def _detection(*, simulator: str, split: str | None, n_records: int | None) -> Scorer:
+def _detection(
+    *, simulator: str, split: str | None, n_records: int | None, calibrate: bool = False
+) -> Scorer:
     from neuronbench.scorers.detection import detection
 
     return detection(split=split, n_records=n_records)
 
 
-def _fuzzing(*, simulator: str, split: str | None, n_records: int | None) -> Scorer:
+def _fuzzing(
+    *, simulator: str, split: str | None, n_records: int | None, calibrate: bool = False
+) -> Scorer:
     from neuronbench.scorers.fuzzing import fuzzing
 
     return fuzzing(split=split, n_records=n_records)
 
 
-def _embedding_scorer(*, simulator: str, split: str | None, n_records: int | None) -> Scorer:
+def _embedding_scorer(
+    *, simulator: str, split: str | None, n_records: int | None, calibrate: bool = False
+) -> Scorer:
     from neuronbench.scorers.embedding_scorer import embedding
 
     return embedding(split=split, n_records=n_records)
@@ -128,12 +138,20 @@ def build_scorers(
     simulator: str = "logprob",
     split: str | None = None,
     n_records: int | None = None,
+    calibrate: bool = False,
 ) -> list[Scorer]:
-    """inspect scorers for ``names`` (a list, or one comma-separated string), in order."""
+    """inspect scorers for ``names`` (a list, or one comma-separated string), in order.
+
+    ``calibrate`` adds r² and absolute deviation explained (linear calibration fitted on the
+    calibration split) to the simulation scorer; the other scorers ignore it.
+    """
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
     unknown = [n for n in names if n not in SCORERS]
     if unknown:
         raise ValueError(f"unknown scorer(s) {unknown} (choose from {', '.join(SCORERS)})")
     _spec(simulator)  # fail on a typo before the eval starts
-    return [SCORERS[n](simulator=simulator, split=split, n_records=n_records) for n in names]
+    return [
+        SCORERS[n](simulator=simulator, split=split, n_records=n_records, calibrate=calibrate)
+        for n in names
+    ]

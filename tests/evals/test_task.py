@@ -144,3 +144,18 @@ def test_listing_does_not_import_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_calibrate_adds_r2_and_ade(dataset_dir: Path, tmp_path: Path) -> None:
+    log = run(
+        dataset_dir,
+        tmp_path,
+        strategy="baseline",
+        scorer="simulation",
+        simulator="lexical",
+        calibrate=True,
+    )
+    assert log.eval.task_args["calibrate"] is True
+    for s in log.samples:
+        (score,) = s.scores.values()
+        assert {"r2", "absolute_deviation_explained"} <= set(score.value)
