@@ -152,32 +152,22 @@ class NeuronDataset:
 
     def save(self, root: str | Path) -> Path:
         """Write all layers, then the card (with content hash) last; returns the directory."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        root = Path(root)
-        (root / DATA).mkdir(parents=True, exist_ok=True)
-        old_card = root / CARD
-        if old_card.exists():
-            old_card.unlink()  # the dataset is invalid until the new card lands
         by_layer: dict[int, list[NeuronRecord]] = {}
         for n in self:
             by_layer.setdefault(n.id.layer, []).append(n)
-        for stale in (root / DATA).glob("layer-*.parquet"):
-            if int(stale.stem.split("-")[1]) not in by_layer:
-                stale.unlink()
-        for layer, recs in by_layer.items():
-            table = pa.Table.from_pylist([_row(r) for r in recs], schema=_schema())
-            with atomic_path(_layer_file(root, layer)) as tmp:
-                pq.write_table(table, tmp, compression="zstd")
-        self.card.layers = sorted(by_layer)
-        self.card.code_version = self.card.code_version or __version__
-        self.card.content_hash = content_hash(root)
-        self.card.file_hashes = file_hashes(root)
-        write_text(root / "README.md", render_card(self.card, len(self)))
-        write_json(root / CARD, self.card.to_dict())
+        root = save_layers(root, self.card, sorted(by_layer.items()))
         self.path = root
         return root
+
+    @classmethod
+    def lazy(cls, root: str | Path) -> NeuronDataset:
+        """The dataset at ``root`` with only its card read; records load on first use.
+
+        The recorder writes a dataset layer by layer so that it never holds every record;
+        returning it eagerly loaded would undo that for callers that only want the directory.
+        """
+        root = Path(root)
+        return cls(card=read_card(root), neurons=_LazyNeurons(root), path=root)
 
     @classmethod
     def load(
@@ -247,6 +237,127 @@ class NeuronDataset:
                 raise DatasetError(f"{f}: corrupt or truncated parquet file ({e})") from None
             out.extend(NeuronId.from_dict(c) for c in cols)
         return sorted(out)
+
+
+def save_layers(
+    root: str | Path, card: DatasetCard, layers: Iterable[tuple[int, list[NeuronRecord]]]
+) -> Path:
+    """Write a dataset one layer at a time from ``layers`` (layer, its records in file order).
+
+    Only one layer's rows are held at once, so a recording of every layer of a model fits
+    in memory. The old card is deleted first and the new one written last (after every
+    layer file and the content hash), so an interrupted write leaves no loadable dataset;
+    layer files from an earlier dataset in ``root`` that ``layers`` did not write are
+    removed. Fills in ``card.layers``, ``code_version`` and the hashes; returns the directory.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = Path(root)
+    (root / DATA).mkdir(parents=True, exist_ok=True)
+    old_card = root / CARD
+    if old_card.exists():
+        old_card.unlink()  # the dataset is invalid until the new card lands
+    written: set[int] = set()
+    n_neurons = 0
+    for layer, recs in layers:
+        if layer in written:
+            raise DatasetError(f"{_layer_file(root, layer)}: layer {layer} given twice")
+        table = pa.Table.from_pylist([_row(r) for r in recs], schema=_schema())
+        with atomic_path(_layer_file(root, layer)) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
+        written.add(layer)
+        n_neurons += len(recs)
+        del table
+    for stale in (root / DATA).glob("layer-*.parquet"):
+        if int(stale.stem.split("-")[1]) not in written:
+            stale.unlink()
+    card.layers = sorted(written)
+    card.code_version = card.code_version or __version__
+    card.content_hash = content_hash(root)
+    card.file_hashes = file_hashes(root)
+    write_text(root / "README.md", render_card(card, n_neurons))
+    write_json(root / CARD, card.to_dict())
+    return root
+
+
+class _LazyNeurons(dict[NeuronId, NeuronRecord]):
+    """A ``NeuronDataset.neurons`` dict that reads the dataset at ``root`` on first use.
+
+    Every read or write first fills the dict from disk (verifying the content hash), so it
+    behaves exactly like the eagerly loaded dict; until then it costs nothing.
+    """
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self._root = root
+        self._filled = False
+
+    def _fill(self) -> None:
+        if not self._filled:
+            self._filled = True
+            super().update(NeuronDataset.load(self._root).neurons)
+
+    def __getitem__(self, key: NeuronId) -> NeuronRecord:
+        self._fill()
+        return super().__getitem__(key)
+
+    def __setitem__(self, key: NeuronId, value: NeuronRecord) -> None:
+        self._fill()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: NeuronId) -> None:
+        self._fill()
+        super().__delitem__(key)
+
+    def __iter__(self) -> Iterator[NeuronId]:
+        self._fill()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._fill()
+        return super().__len__()
+
+    def __contains__(self, key: object) -> bool:
+        self._fill()
+        return super().__contains__(key)
+
+    def __eq__(self, other: object) -> bool:
+        self._fill()
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<neurons of {self._root}, not loaded>" if not self._filled else super().__repr__()
+
+    def keys(self) -> Any:
+        self._fill()
+        return super().keys()
+
+    def values(self) -> Any:
+        self._fill()
+        return super().values()
+
+    def items(self) -> Any:
+        self._fill()
+        return super().items()
+
+    def get(self, key: NeuronId, default: Any = None) -> Any:
+        self._fill()
+        return super().get(key, default)
+
+    def pop(self, key: NeuronId, *default: Any) -> Any:
+        self._fill()
+        return super().pop(key, *default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._fill()
+        super().update(*args, **kwargs)
+
+    def copy(self) -> dict[NeuronId, NeuronRecord]:
+        self._fill()
+        return dict(super().items())
 
 
 def _read_rows(f: Path, indices: list[int] | None = None) -> list[dict[str, Any]]:

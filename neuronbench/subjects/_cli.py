@@ -174,12 +174,15 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _dataset_figures(ds: Any) -> dict[str, Any]:
+    from neuronbench.datasets import NeuronDataset
+
     card = ds.card
     return {
         "dataset": str(ds.path),
         "subject": card.subject,
         "layers": card.layers,
-        "n_neurons": len(ds),
+        # Count from the id columns: len(ds) would load every record of a lazy dataset.
+        "n_neurons": len(NeuronDataset.ids(ds.path)) if ds.path else len(ds),
         "n_tokens": card.n_tokens,
         "tokens_per_s": card.extra.get("tokens_per_s"),
         "timings": card.extra.get("timings", {}),

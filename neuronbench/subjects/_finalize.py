@@ -7,7 +7,7 @@ tokenize-only scan of the corpus that keeps the ids of the positions some neuron
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from neuronbench._version import __version__
@@ -66,44 +66,62 @@ def fetch_tokens(tokenizer: Any, state: RecorderState) -> dict[int, list[str]]:
     return {p: [text[t] for t in v] for p, v in ids.items()}
 
 
-def to_dataset(
-    state: RecorderState,
-    tokens: dict[int, list[str]],
-    extra: dict[str, Any] | None = None,
-    on_layer: Callable[[int], None] | None = None,
-) -> NeuronDataset:
-    """Build the dataset; the card names subject, corpus, settings and timings."""
+def make_card(state: RecorderState, extra: dict[str, Any] | None = None) -> DatasetCard:
+    """The card for a finished state: subject, corpus, settings and timings."""
     cfg = state.config
-    canonical(state)
-    ds = NeuronDataset(
-        card=DatasetCard(
-            subject=cfg.subject,
-            revision=cfg.revision,
-            corpus=cfg.corpus,
-            n_tokens=state.n_tokens,
-            record_length=cfg.record_length,
-            seed=cfg.seed,
-            layers=list(cfg.layers),
-            site="mlp",
-            code_version=__version__,
-            extra={
-                "subject_name": cfg.subject_name,
-                "recorder": cfg.to_dict(),
-                "top_k": cfg.top_k,
-                "n_random": cfg.n_random,
-                "n_quantiles": cfg.n_quantiles,
-                "per_quantile": cfg.per_quantile,
-                "boundary_records": cfg.boundary_records,
-                "quantile_boundaries": "quantiles of record max activation over a uniform "
-                "hash sample of boundary_records records",
-                "max_tokens": cfg.max_tokens,
-                "n_records": state.n_records,
-                "timings": {k: round(v, 3) for k, v in state.timings.items()},
-                **(extra or {}),
-            },
-        )
+    return DatasetCard(
+        subject=cfg.subject,
+        revision=cfg.revision,
+        corpus=cfg.corpus,
+        n_tokens=state.n_tokens,
+        record_length=cfg.record_length,
+        seed=cfg.seed,
+        layers=list(cfg.layers),
+        site="mlp",
+        code_version=__version__,
+        extra={
+            "subject_name": cfg.subject_name,
+            "recorder": cfg.to_dict(),
+            "top_k": cfg.top_k,
+            "n_random": cfg.n_random,
+            "n_quantiles": cfg.n_quantiles,
+            "per_quantile": cfg.per_quantile,
+            "boundary_records": cfg.boundary_records,
+            "quantile_boundaries": "quantiles of record max activation over a uniform "
+            "hash sample of boundary_records records",
+            "max_tokens": cfg.max_tokens,
+            "n_records": state.n_records,
+            "timings": {k: round(v, 3) for k, v in state.timings.items()},
+            **(extra or {}),
+        },
     )
+
+
+def layer_records(
+    state: RecorderState, tokens: dict[int, list[str]]
+) -> Iterator[tuple[int, list[NeuronRecord]]]:
+    """(layer, its neuron records by index), built one layer at a time.
+
+    A consumer that writes each layer and drops it holds one layer's Python records at
+    once: all layers of a model together take many GB (8 GB for 8 SmolLM2 layers).
+    """
+    canonical(state)
+    return _layers(state, tokens)
+
+
+def _layers(
+    state: RecorderState, tokens: dict[int, list[str]]
+) -> Iterator[tuple[int, list[NeuronRecord]]]:
+    cfg = state.config
     rand_pos = state.rand_pos.tolist()
+
+    def recs(positions: list[int], acts: list[list[float]]) -> list[ActivationRecord]:
+        return [
+            ActivationRecord(tokens=tokens[p], activations=a, position=p)
+            for p, a in zip(positions, acts, strict=True)
+            if p != EMPTY
+        ]
+
     for layer, ls in state.layers.items():
         mo = moments(ls, state.n_tokens)
         top_pos = ls.top_pos.T.tolist()  # (n, k)
@@ -112,28 +130,37 @@ def to_dataset(
         q_pos = ls.q_pos.permute(2, 0, 1).tolist()  # (n, Q, p)
         q_act = ls.q_act.permute(2, 0, 1, 3).tolist()  # (n, Q, p, L)
         bounds = ls.q_bound.T.tolist()  # (n, Q-1)
+        yield (
+            layer,
+            [
+                NeuronRecord(
+                    id=NeuronId(cfg.subject_name, layer, j),
+                    top=recs(top_pos[j], top_act[j]),
+                    random=recs(rand_pos, rand_act[j]),
+                    quantile=[recs(q_pos[j][q], q_act[j][q]) for q in range(cfg.n_quantiles)],
+                    quantile_boundaries=bounds[j] if cfg.n_quantiles else [],
+                    mean=mo.mean[j],
+                    variance=mo.variance[j],
+                    skewness=mo.skewness[j],
+                    kurtosis=mo.kurtosis[j],
+                    firing_rate=mo.firing_rate[j],
+                    n_tokens=state.n_tokens,
+                )
+                for j in range(cfg.d_mlp)
+            ],
+        )
 
-        def recs(positions: list[int], acts: list[list[float]]) -> list[ActivationRecord]:
-            return [
-                ActivationRecord(tokens=tokens[p], activations=a, position=p)
-                for p, a in zip(positions, acts, strict=True)
-                if p != EMPTY
-            ]
 
-        for j in range(cfg.d_mlp):
-            ds.neurons[NeuronId(cfg.subject_name, layer, j)] = NeuronRecord(
-                id=NeuronId(cfg.subject_name, layer, j),
-                top=recs(top_pos[j], top_act[j]),
-                random=recs(rand_pos, rand_act[j]),
-                quantile=[recs(q_pos[j][q], q_act[j][q]) for q in range(cfg.n_quantiles)],
-                quantile_boundaries=bounds[j] if cfg.n_quantiles else [],
-                mean=mo.mean[j],
-                variance=mo.variance[j],
-                skewness=mo.skewness[j],
-                kurtosis=mo.kurtosis[j],
-                firing_rate=mo.firing_rate[j],
-                n_tokens=state.n_tokens,
-            )
+def to_dataset(
+    state: RecorderState,
+    tokens: dict[int, list[str]],
+    extra: dict[str, Any] | None = None,
+    on_layer: Callable[[int], None] | None = None,
+) -> NeuronDataset:
+    """Build the whole dataset in memory (every layer's records at once)."""
+    ds = NeuronDataset(card=make_card(state, extra))
+    for layer, records in layer_records(state, tokens):
+        ds.add(records)
         if on_layer is not None:
             on_layer(layer)
     return ds

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from neuronbench._atomic import write_json
-from neuronbench.datasets import DatasetError, NeuronDataset
+from neuronbench.datasets import DatasetCard, DatasetError, NeuronDataset, NeuronRecord
 from neuronbench.subjects._checkpoint import (
     CHECKPOINT_DIR,
     STATE_FILE,
@@ -211,8 +211,16 @@ def finalize(
     out: Path | None = None,
     extra: dict[str, Any] | None = None,
 ) -> NeuronDataset:
-    """A complete (merged or single-shard) state -> ``NeuronDataset``, saved to ``out`` if given."""
-    from neuronbench.subjects._finalize import fetch_tokens, to_dataset
+    """A complete (merged or single-shard) state -> ``NeuronDataset``, saved to ``out`` if given.
+
+    With ``out``, records are built and written one layer at a time (holding every layer's
+    records at once takes many GB for a whole model) and the returned dataset reads its
+    records from ``out`` only when first used (``NeuronDataset.lazy``); its card's
+    ``finalize_s`` then includes writing the layer files. Without ``out`` the records are
+    built in memory.
+    """
+    from neuronbench.datasets.storage import save_layers
+    from neuronbench.subjects._finalize import fetch_tokens, layer_records, make_card, to_dataset
 
     if state.config.shard_count != 1:
         raise DatasetError(
@@ -221,14 +229,25 @@ def finalize(
         )
     t0 = time.perf_counter()
     tokens = fetch_tokens(tokenizer, state)
-    ds = to_dataset(state, tokens, extra)
-    record_s = state.timings.get("record_s", 0.0)
-    ds.card.extra["timings"]["finalize_s"] = round(time.perf_counter() - t0, 3)
-    if record_s > 0:
-        ds.card.extra["tokens_per_s"] = round(state.n_tokens / record_s, 1)
-    if out is not None:
-        ds.save(out)
-    return ds
+
+    def stamp(card: DatasetCard) -> None:
+        record_s = state.timings.get("record_s", 0.0)
+        card.extra["timings"]["finalize_s"] = round(time.perf_counter() - t0, 3)
+        if record_s > 0:
+            card.extra["tokens_per_s"] = round(state.n_tokens / record_s, 1)
+
+    if out is None:
+        ds = to_dataset(state, tokens, extra)
+        stamp(ds.card)
+        return ds
+    card = make_card(state, extra)
+
+    def layers() -> Iterator[tuple[int, list[NeuronRecord]]]:
+        yield from layer_records(state, tokens)
+        stamp(card)  # before save_layers writes the card, which it does last
+
+    save_layers(out, card, layers())
+    return NeuronDataset.lazy(out)
 
 
 def record(
