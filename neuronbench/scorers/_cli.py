@@ -8,7 +8,33 @@ import os
 from typing import Any
 
 
+def _recovery(args: Any) -> int:
+    import json
+
+    from neuronbench.scorers.recovery_report import recovery_report, to_dicts, to_markdown
+
+    rows = recovery_report(args.log_dir)
+    if not rows:
+        print(f"no explain_neurons logs over a planted dataset under {args.log_dir}")
+        return 1
+    print(to_markdown(rows), end="")
+    if args.json:
+        print(json.dumps({"rows": to_dicts(rows)}))
+    return 0
+
+
 def register(sub: Any) -> None:
+    r = sub.add_parser(
+        "recovery",
+        help="explainer recovery on planted neurons: simulation score and closeness to the truth",
+        description="For explain_neurons logs over a planted dataset, report per explainer x "
+        "strategy x simulator the mean simulation score and how close the explanations are "
+        "to the true ones (embedding similarity, closer than every decoy, word check).",
+    )
+    r.add_argument("log_dir", help="directory of inspect logs")
+    r.add_argument("--json", action="store_true", help="last line: one JSON object")
+    r.set_defaults(func=_recovery)
+
     p = sub.add_parser(
         "plant",
         help="write a dataset of planted neurons with known explanations",
