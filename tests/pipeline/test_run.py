@@ -83,3 +83,27 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert main_cmd.endswith("neuronbench run")
     installs = [part.strip() for part in main_cmd.split("&&")[:2]]
     assert installs == [part.strip() for part in test_cmd.split("&&")[2:4]]
+
+
+def test_cli_lists_every_command_and_reports_bad_input_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from neuronbench.cli import build_parser, main
+
+    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert {
+        "run",
+        "record",
+        "merge",
+        "show",
+        "export-openai",
+        "import-openai",
+        "plant",
+        "validate",
+        "recovery",
+        "leaderboard",
+        "viewer",
+    } <= set(commands)
+    rc = main(["show", str(tmp_path / "missing"), "0", "0"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "missing" in err and "Traceback" not in err
