@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,8 +27,6 @@ from neuronbench.datasets import (
 )
 from neuronbench.datasets.normalize import normalize
 
-_KEY_LAYER = (re.compile(r"-L(\d+)-N\d+$"), re.compile(r"^(?:[^/]+/)?(\d+)/\d+$"))
-
 
 def stratified_ids(ids: Sequence[NeuronId], n: int, seed: int) -> list[NeuronId]:
     """``n`` neurons spread evenly over layers (round-robin), each layer's picks seeded by ``seed``."""
@@ -44,12 +41,6 @@ def stratified_ids(ids: Sequence[NeuronId], n: int, seed: int) -> list[NeuronId]
             if pool and len(picked) < n:
                 picked.append(pool.pop())
     return sorted(picked)
-
-
-def stratified(neurons: Sequence[NeuronRecord], n: int, seed: int) -> list[NeuronRecord]:
-    """Records version of :func:`stratified_ids` (same picks for the same ids and seed)."""
-    by_id = {r.id: r for r in neurons}
-    return [by_id[i] for i in stratified_ids(list(by_id), n, seed)]
 
 
 def select_ids(ids: Sequence[NeuronId], neurons: str | int | None, seed: int = 0) -> list[NeuronId]:
