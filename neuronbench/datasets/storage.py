@@ -199,11 +199,7 @@ class NeuronDataset:
             wanted = card.layers if layers is None else list(layers)
         ds = cls(card=card, path=root)
         for layer in wanted:
-            f = _layer_file(root, layer)
-            if not f.exists():
-                raise DatasetError(
-                    f"{f}: missing file for layer {layer} (card lists {card.layers})"
-                )
+            f = _existing_layer_file(root, card, layer)
             only = None if wanted_ids is None else sorted(wanted_ids[layer])
             for row in _read_rows(f, only):
                 try:
@@ -219,22 +215,12 @@ class NeuronDataset:
     @staticmethod
     def ids(root: str | Path) -> list[NeuronId]:
         """Every neuron id in a dataset, reading only the id columns (cheap at any size)."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         root = Path(root)
         card = read_card(root)
         out: list[NeuronId] = []
         for layer in card.layers:
-            f = _layer_file(root, layer)
-            if not f.exists():
-                raise DatasetError(
-                    f"{f}: missing file for layer {layer} (card lists {card.layers})"
-                )
-            try:
-                cols = pq.read_table(f, columns=["subject", "site", "layer", "index"]).to_pylist()
-            except (OSError, pa.ArrowException) as e:
-                raise DatasetError(f"{f}: corrupt or truncated parquet file ({e})") from None
+            f = _existing_layer_file(root, card, layer)
+            cols = _read_rows(f, columns=["subject", "site", "layer", "index"])
             out.extend(NeuronId.from_dict(c) for c in cols)
         return sorted(out)
 
@@ -360,14 +346,23 @@ class _LazyNeurons(dict[NeuronId, NeuronRecord]):
         return dict(super().items())
 
 
-def _read_rows(f: Path, indices: list[int] | None = None) -> list[dict[str, Any]]:
+def _existing_layer_file(root: Path, card: DatasetCard, layer: int) -> Path:
+    f = _layer_file(root, layer)
+    if not f.exists():
+        raise DatasetError(f"{f}: missing file for layer {layer} (card lists {card.layers})")
+    return f
+
+
+def _read_rows(
+    f: Path, indices: list[int] | None = None, columns: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Rows of one layer file (only neurons ``indices``, only ``columns``, when given)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    filters = None if indices is None else [("index", "in", indices)]
     try:
-        if indices is None:
-            return pq.read_table(f).to_pylist()
-        return pq.read_table(f, filters=[("index", "in", indices)]).to_pylist()
+        return pq.read_table(f, columns=columns, filters=filters).to_pylist()
     except (OSError, pa.ArrowException) as e:
         raise DatasetError(f"{f}: corrupt or truncated parquet file ({e})") from None
 
