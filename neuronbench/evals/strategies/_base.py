@@ -15,7 +15,14 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from inspect_ai.model import ChatMessage, Model, get_model
+from inspect_ai.model import (
+    ChatMessage,
+    ChatMessageAssistant,
+    ChatMessageSystem,
+    ChatMessageUser,
+    Model,
+    get_model,
+)
 from inspect_ai.model._model import ModelAPI
 from inspect_ai.solver import Generate, TaskState
 
@@ -325,6 +332,26 @@ async def explain_once(
         raw_output=raw,
         **extra,
     )
+
+
+def few_shot_chat(
+    system: str,
+    answer: str,
+    few_shot: Sequence[FewShotExample],
+    user: Callable[[int, Sequence[ActivationRecord], Sequence[ActivationRecord]], str],
+    records: Sequence[ActivationRecord],
+    negatives: Sequence[ActivationRecord] = (),
+) -> list[ChatMessage]:
+    """The chat every few-shot strategy sends: system, each example's neuron and its answer,
+    then the neuron under study. ``user(index, records, negatives)`` renders one neuron
+    (index 1-based; the target is ``len(few_shot) + 1``); ``answer`` formats ``{explanation}``.
+    """
+    messages: list[ChatMessage] = [ChatMessageSystem(content=system)]
+    for i, ex in enumerate(few_shot, start=1):
+        messages.append(ChatMessageUser(content=user(i, ex.records, ex.negatives)))
+        messages.append(ChatMessageAssistant(content=answer.format(explanation=ex.explanation)))
+    messages.append(ChatMessageUser(content=user(len(few_shot) + 1, records, negatives)))
+    return messages
 
 
 _FORMAT_TOKENS = {"<start>", "<end>", "unknown"}

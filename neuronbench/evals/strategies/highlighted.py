@@ -12,9 +12,6 @@ from collections.abc import Sequence
 
 from inspect_ai.model import (
     ChatMessage,
-    ChatMessageAssistant,
-    ChatMessageSystem,
-    ChatMessageUser,
 )
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
@@ -24,6 +21,7 @@ from neuronbench.evals.strategies._base import (
     FewShotExample,
     StrategyOptions,
     explain_once,
+    few_shot_chat,
     load_data,
     load_few_shot,
     max_over,
@@ -81,15 +79,13 @@ def build_messages(
     """The highlighted-text prompt for ``records`` after the ``few_shot`` examples."""
     p = load_data("highlighted.json")
     system = p["system"] + (p["system_values"] if show_values else "")
-    messages: list[ChatMessage] = [ChatMessageSystem(content=system)]
-    for i, ex in enumerate(few_shot, start=1):
-        messages.append(ChatMessageUser(content=_neuron(p, i, ex.records, threshold, show_values)))
-        messages.append(
-            ChatMessageAssistant(content=p["answer"].format(explanation=ex.explanation))
-        )
-    n = len(few_shot) + 1
-    messages.append(ChatMessageUser(content=_neuron(p, n, records, threshold, show_values)))
-    return messages
+    return few_shot_chat(
+        system,
+        p["answer"],
+        few_shot,
+        lambda i, recs, _neg: _neuron(p, i, recs, threshold, show_values),
+        records,
+    )
 
 
 @solver

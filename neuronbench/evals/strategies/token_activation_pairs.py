@@ -14,9 +14,6 @@ from collections.abc import Sequence
 
 from inspect_ai.model import (
     ChatMessage,
-    ChatMessageAssistant,
-    ChatMessageSystem,
-    ChatMessageUser,
 )
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
@@ -25,6 +22,7 @@ from neuronbench.evals.strategies._base import (
     FewShotExample,
     StrategyOptions,
     explain_once,
+    few_shot_chat,
     format_records,
     load_data,
     load_few_shot,
@@ -50,17 +48,13 @@ def build_messages(
 ) -> list[ChatMessage]:
     """The full explainer prompt for ``records`` after the ``few_shot`` examples."""
     p = load_data("token_activation_pairs.json")
-    messages: list[ChatMessage] = [ChatMessageSystem(content=p["system"])]
-    for i, ex in enumerate(few_shot, start=1):
-        messages.append(
-            ChatMessageUser(content=neuron_block(p, i, ex.records) + p["ask"].format(index=i))
-        )
-        messages.append(
-            ChatMessageAssistant(content=p["answer"].format(explanation=ex.explanation))
-        )
-    n = len(few_shot) + 1
-    messages.append(ChatMessageUser(content=neuron_block(p, n, records) + p["ask"].format(index=n)))
-    return messages
+    return few_shot_chat(
+        p["system"],
+        p["answer"],
+        few_shot,
+        lambda i, recs, _neg: neuron_block(p, i, recs) + p["ask"].format(index=i),
+        records,
+    )
 
 
 @solver

@@ -12,9 +12,6 @@ from collections.abc import Sequence
 
 from inspect_ai.model import (
     ChatMessage,
-    ChatMessageAssistant,
-    ChatMessageSystem,
-    ChatMessageUser,
 )
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
@@ -23,6 +20,7 @@ from neuronbench.evals.strategies._base import (
     FewShotExample,
     StrategyOptions,
     explain_once,
+    few_shot_chat,
     load_data,
     load_few_shot,
     top_activating_tokens,
@@ -39,16 +37,13 @@ def build_messages(
 ) -> list[ChatMessage]:
     """The token-list prompt for ``records`` after the ``few_shot`` examples."""
     p = load_data("top_tokens.json")
-    messages: list[ChatMessage] = [ChatMessageSystem(content=p["system"])]
-    for ex in few_shot:
-        messages.append(
-            ChatMessageUser(content=p["user"].format(tokens=token_list(ex.records, n_tokens)))
-        )
-        messages.append(
-            ChatMessageAssistant(content=p["answer"].format(explanation=ex.explanation))
-        )
-    messages.append(ChatMessageUser(content=p["user"].format(tokens=token_list(records, n_tokens))))
-    return messages
+    return few_shot_chat(
+        p["system"],
+        p["answer"],
+        few_shot,
+        lambda _i, recs, _neg: p["user"].format(tokens=token_list(recs, n_tokens)),
+        records,
+    )
 
 
 @solver

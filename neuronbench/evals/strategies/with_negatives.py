@@ -13,9 +13,6 @@ from collections.abc import Sequence
 
 from inspect_ai.model import (
     ChatMessage,
-    ChatMessageAssistant,
-    ChatMessageSystem,
-    ChatMessageUser,
 )
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
@@ -24,6 +21,7 @@ from neuronbench.evals.strategies._base import (
     FewShotExample,
     StrategyOptions,
     explain_once,
+    few_shot_chat,
     format_records,
     load_data,
     load_few_shot,
@@ -52,15 +50,14 @@ def build_messages(
 ) -> list[ChatMessage]:
     """The explainer prompt with each neuron's activating records followed by its negatives."""
     p = load_data("with_negatives.json")
-    messages: list[ChatMessage] = [ChatMessageSystem(content=p["system"])]
-    for i, ex in enumerate(few_shot, start=1):
-        messages.append(ChatMessageUser(content=_user(p, i, ex.records, ex.negatives)))
-        messages.append(
-            ChatMessageAssistant(content=p["answer"].format(explanation=ex.explanation))
-        )
-    n = len(few_shot) + 1
-    messages.append(ChatMessageUser(content=_user(p, n, records, negatives)))
-    return messages
+    return few_shot_chat(
+        p["system"],
+        p["answer"],
+        few_shot,
+        lambda i, recs, neg: _user(p, i, recs, neg),
+        records,
+        negatives,
+    )
 
 
 @solver
