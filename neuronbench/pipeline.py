@@ -15,7 +15,6 @@ Layout of ``--out``::
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
@@ -256,4 +255,4 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     write_json(out / "run.json", summary)
     _log(f"done in {summary['seconds']['total']:.0f}s: {out / 'leaderboard.md'}")
     print((out / "leaderboard.md").read_text(encoding="utf-8"))
-    return json.loads(json.dumps(summary, default=str))
+    return summary
