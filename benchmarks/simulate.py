@@ -61,7 +61,7 @@ def main() -> None:
     import torch
     from inspect_ai.model import get_model
 
-    import neuronbench.evals.provider  # noqa: F401  (registers neuronbench/)
+    import neuronbench.models.provider  # noqa: F401  (registers neuronbench/)
     from neuronbench.scorers.simulators.logprob import LogprobSimulator, build_prompt
 
     torch.set_grad_enabled(False)

@@ -100,7 +100,7 @@ def load_tokenizer(subject: str) -> Any:
 
 
 def _plant(args: argparse.Namespace) -> int:
-    from neuronbench.datasets.planted import PlantOptions, default_specs, plant_corpus
+    from neuronbench.groundtruth.planted import PlantOptions, default_specs, plant_corpus
 
     specs = default_specs(args.specs) if args.specs else default_specs()
     opts = PlantOptions(

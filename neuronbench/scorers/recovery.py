@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from neuronbench.datasets import NeuronDataset
-from neuronbench.datasets.planted import PlantedNeuron, load_planted
+from neuronbench.groundtruth.planted import PlantedNeuron, load_planted
 
 MIN_WORDS_NAMED = 2
 """Member words an explanation must name for the word check to pass."""

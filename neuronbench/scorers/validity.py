@@ -1,6 +1,6 @@
 """Scorer validity: does a simulator or scorer rank a planted neuron's true explanation first?
 
-For every planted neuron (``neuronbench.datasets.planted``) the truth and its three decoys
+For every planted neuron (``neuronbench.groundtruth.planted``) the truth and its three decoys
 (too broad, too narrow, a different concept) are scored on the neuron's held-out scoring
 split. A good scorer gives the truth the highest score. Reported per scorer:
 
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from neuronbench.datasets import NeuronDataset, NeuronRecord, scoring_records
-from neuronbench.datasets.planted import DECOY_KINDS, PlantedNeuron, load_planted
+from neuronbench.groundtruth.planted import DECOY_KINDS, PlantedNeuron, load_planted
 
 ExplanationScorer = Callable[[str, NeuronRecord], Awaitable["float | None"]]
 """Scores one explanation of one neuron (higher is better); None when it cannot."""

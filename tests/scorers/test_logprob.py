@@ -11,8 +11,8 @@ torch = pytest.importorskip("torch")
 
 from inspect_ai.model import Logprob, Logprobs, ModelOutput, ModelUsage, TopLogprob, get_model  # noqa: E402
 
-import neuronbench.evals.provider  # noqa: E402,F401
-from neuronbench.evals._local_models import register_local_model  # noqa: E402
+import neuronbench.models.provider  # noqa: E402,F401
+from neuronbench.models.local import register_local_model  # noqa: E402
 from neuronbench.scorers.simulators.logprob import (  # noqa: E402
     FewShot,
     LogprobSimulator,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from inspect_ai import eval
 
-from neuronbench.datasets.planted import PlantOptions, plant_corpus
+from neuronbench.groundtruth.planted import PlantOptions, plant_corpus
 from neuronbench.evals.task import explain_neurons
 from neuronbench.scorers.recovery_report import recovery_report, to_markdown
 from neuronbench.subjects.models import tiny_tokenizer

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from neuronbench.datasets.planted import PlantOptions, default_specs, plant
+from neuronbench.groundtruth.planted import PlantOptions, default_specs, plant
 from neuronbench.scorers.validity import beats, score_candidates, summarize, validate
 
 FAM = {"a": "word_set", "b": "word_set", "c": "context"}
@@ -92,7 +92,7 @@ def test_lexical_simulator_validity_on_a_toy_plant() -> None:
 @pytest.mark.timeout(1800)
 def test_embedding_simulator_truth_beats_different_concept_on_austen(tmp_path) -> None:
     """The issue's offline floor: truth beats the different-concept decoy for >= 90% of neurons."""
-    from neuronbench.datasets.planted import plant_corpus
+    from neuronbench.groundtruth.planted import plant_corpus
     from neuronbench.scorers._cli import load_tokenizer
 
     ds = plant_corpus(load_tokenizer("smollm2"), "austen", n_tokens=100_000)

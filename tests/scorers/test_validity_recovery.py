@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from neuronbench.datasets.planted import PlantOptions, default_specs, plant
+from neuronbench.groundtruth.planted import PlantOptions, default_specs, plant
 from neuronbench.scorers.recovery import recovery, recovery_metrics, words_named
 
 SPECS = {s.name: s for s in default_specs()}

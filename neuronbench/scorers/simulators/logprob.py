@@ -310,7 +310,7 @@ class LogprobSimulator:
     ) -> list[list[list[float] | None]]:
         prior = self.few_shot.value_prior()
         if self._local is not None:
-            from neuronbench.evals._local_models import LocalModelError, token_positions_for_offsets
+            from neuronbench.models.local import LocalModelError, token_positions_for_offsets
 
             tok = self._local.tokenizer
             try:
@@ -408,7 +408,7 @@ def _shared(keys: Sequence[Any], prior: Sequence[float]) -> list[dict[str, Any]]
 
 
 def _local_api(model: Model) -> Any:
-    from neuronbench.evals.provider import LocalModelAPI
+    from neuronbench.models.provider import LocalModelAPI
 
     return model.api if isinstance(model.api, LocalModelAPI) else None
 

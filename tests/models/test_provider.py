@@ -10,8 +10,8 @@ torch = pytest.importorskip("torch")
 
 from inspect_ai.model import ChatMessageSystem, ChatMessageUser, GenerateConfig, get_model  # noqa: E402
 
-import neuronbench.evals.provider  # noqa: E402,F401  (registers the neuronbench/ model API)
-from neuronbench.evals._local_models import (  # noqa: E402
+import neuronbench.models.provider  # noqa: E402,F401  (registers the neuronbench/ model API)
+from neuronbench.models.local import (  # noqa: E402
     LocalModelError,
     get_local_model,
     token_positions_for_offsets,

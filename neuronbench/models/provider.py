@@ -54,8 +54,8 @@ from inspect_ai.model import (
 )
 from inspect_ai.tool import ToolChoice, ToolInfo
 
-from neuronbench.evals import _local_models
-from neuronbench.evals._local_models import LocalModel, LocalModelError
+from neuronbench.models import local as _local_models
+from neuronbench.models.local import LocalModel, LocalModelError
 
 DEFAULT_MAX_TOKENS = 1024
 """Generation limit when the config sets none: explanations are a sentence; CPU time is dear."""

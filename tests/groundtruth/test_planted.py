@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from neuronbench.datasets import DatasetError, NeuronDataset
-from neuronbench.datasets.planted import (
+from neuronbench.groundtruth.planted import (
     DECOY_KINDS,
     FAMILIES,
     PlantedNeuron,
@@ -209,7 +209,7 @@ def test_check_specs_rejects_bad_specs() -> None:
 def test_plant_on_tokenized_tiny_corpus_matches_words_in_the_text() -> None:
     """With a real byte-level BPE (words split into pieces), every firing token overlaps a
     member word of the text and every member word's tokens fire."""
-    from neuronbench.datasets.planted import plant_corpus
+    from neuronbench.groundtruth.planted import plant_corpus
     from neuronbench.subjects.models import tiny_tokenizer
 
     fam = next(s for s in default_specs() if s.name == "family")

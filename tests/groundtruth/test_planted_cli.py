@@ -6,7 +6,7 @@ import argparse
 import json
 
 from neuronbench.datasets import NeuronDataset
-from neuronbench.datasets.planted import load_planted
+from neuronbench.groundtruth.planted import load_planted
 from neuronbench.scorers._cli import register
 
 
