@@ -5,6 +5,11 @@ records (top + random, needed by the scorers; quantile samples left out), its su
 statistics (so results group by layer), the scoring split, and ``negatives``: a few
 near-silent quantile records for ``with_negatives``, chosen so that none of them is a
 top or random record (those belong to splits, and scoring records must never be shown).
+
+A neuron whose records cannot fill the splits a run needs (a hand-written neuron with a
+handful of sentences, a neuron without random records) still gets its sample, with
+``metadata["skip"]`` saying what is missing: one small neuron must not stop an eval of
+hundreds, and the skip must show in the log and the leaderboard's coverage, not vanish.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 from inspect_ai.dataset import Sample
 
@@ -43,9 +48,16 @@ def stratified_ids(ids: Sequence[NeuronId], n: int, seed: int) -> list[NeuronId]
     return sorted(picked)
 
 
-def select_ids(ids: Sequence[NeuronId], neurons: str | int | None, seed: int = 0) -> list[NeuronId]:
+Neurons: TypeAlias = str | int | Sequence[str | int] | None
+"""A neuron selection: all, a count, ``stratified:N`` or keys (a comma-separated string or a
+list: inspect's ``-T neurons=0/1,0/2`` arrives as a list)."""
+
+
+def select_ids(ids: Sequence[NeuronId], neurons: Neurons, seed: int = 0) -> list[NeuronId]:
     """The ids :func:`select_neurons` would pick, from ids alone (before loading any records)."""
     everything = sorted(ids)
+    if isinstance(neurons, Sequence) and not isinstance(neurons, str):
+        neurons = ",".join(str(n).strip() for n in neurons)
     if neurons is None or (isinstance(neurons, str) and not neurons.strip()):
         return everything
     if isinstance(neurons, int) or neurons.strip().isdigit():
@@ -72,16 +84,14 @@ def select_ids(ids: Sequence[NeuronId], neurons: str | int | None, seed: int = 0
     return sorted(set(picked))
 
 
-def select_neurons(
-    ds: NeuronDataset, neurons: str | int | None, seed: int = 0
-) -> list[NeuronRecord]:
+def select_neurons(ds: NeuronDataset, neurons: Neurons, seed: int = 0) -> list[NeuronRecord]:
     """The neurons to evaluate, sorted by id.
 
     Args:
         ds: The loaded dataset.
         neurons: ``None`` (all), a count N (the first N by id), ``"stratified:N"`` (N spread
-            over layers, seeded), or comma-separated keys (``NeuronId.key``,
-            ``subject/layer/index`` or ``layer/index``).
+            over layers, seeded), or keys (``NeuronId.key``, ``subject/layer/index`` or
+            ``layer/index``), comma-separated or as a list.
         seed: Seed for ``stratified:N``.
     """
     return [ds.neurons[i] for i in select_ids(list(ds.neurons), neurons, seed)]
@@ -112,10 +122,22 @@ def _json_safe(d: dict[str, Any]) -> dict[str, Any]:
     return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in d.items()}
 
 
+def skip_reason(neuron: NeuronRecord, split: str) -> str | None:
+    """Why ``neuron`` cannot run: no train record, or no top or no random record in the
+    scoring ``split`` (one line naming the neuron and the counts); None if it can."""
+    try:
+        train_records(neuron)
+        scoring_records(neuron, split)  # type: ignore[arg-type]
+    except DatasetError as e:
+        return f"{e} ({len(neuron.top)} top, {len(neuron.random)} random records in all)"
+    return None
+
+
 def sample_for(neuron: NeuronRecord, split: str, n_negatives: int = 2) -> Sample:
-    """One sample per neuron; raises :class:`DatasetError` if the neuron lacks a needed split."""
-    train_records(neuron)  # fail at task build, naming the neuron, not mid-eval
-    scoring_records(neuron, split)  # type: ignore[arg-type]
+    """One sample per neuron; ``metadata["skip"]`` says why when the neuron lacks train
+    records or the scoring ``split``. Records are dealt round-robin with calibration first,
+    so a neuron that fills ``valid`` or ``test`` also fills ``calibration`` (best_of_k,
+    calibrate)."""
     record = neuron.to_dict()
     record.pop("quantile")
     metadata: dict[str, Any] = {
@@ -124,6 +146,9 @@ def sample_for(neuron: NeuronRecord, split: str, n_negatives: int = 2) -> Sample
         "split": split,
         "negatives": [r.to_dict() for r in negatives(neuron, n_negatives)],
     }
+    reason = skip_reason(neuron, split)
+    if reason is not None:
+        metadata["skip"] = reason
     return Sample(
         id=neuron.id.key,
         input=f"Explain neuron {neuron.id} (layer {neuron.id.layer}, index {neuron.id.index}).",

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from inspect_ai import Task, task
 from inspect_ai.dataset import MemoryDataset
@@ -50,6 +51,7 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 from neuronbench.datasets import NeuronDataset
 from neuronbench.evals.samples import sample_for, select_ids
 from neuronbench.evals.strategies import STRATEGIES, StrategyOptions, build_strategy
+from neuronbench.evals.strategies._base import skip_unusable
 from neuronbench.evals.strategies.best_of_k import simulator_model
 
 DATASET_ENV = "NEURONBENCH_DATASET"
@@ -75,10 +77,19 @@ def require_simulator(kind: str) -> Solver:
     return solve
 
 
-def _scorer_names(scorer: str | None) -> list[str]:
+def _joined(value: Any) -> Any:
+    """The text a list argument was typed as: inspect's ``-T`` parser turns ``a,b`` into
+    ``["a", "b"]``, so every text argument accepts a list and a comma-separated string alike."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v).strip() for v in value)
+    return value
+
+
+def _scorer_names(scorer: str | list[str] | None) -> list[str]:
     if scorer is None:
         return []
-    return [s.strip() for s in str(scorer).split(",") if s.strip() and s.strip().lower() != "none"]
+    text = str(_joined(scorer))
+    return [s.strip() for s in text.split(",") if s.strip() and s.strip().lower() != "none"]
 
 
 @task
@@ -87,9 +98,9 @@ def explain_neurons(
     split: str = "valid",
     strategy: str = "token_activation_pairs",
     n_examples: int = 5,
-    neurons: str | int | None = None,
+    neurons: str | int | list[str] | None = None,
     seed: int = 0,
-    scorer: str = "simulation",
+    scorer: str | list[str] = "simulation",
     simulator: str = "logprob",
     n_score_records: int | None = None,
     explanation_file: str | None = None,
@@ -108,16 +119,21 @@ def explain_neurons(
 ) -> Task:
     """Explain each selected neuron with ``strategy`` and score the explanation by simulation.
 
+    A neuron whose records cannot fill the train or the scoring split is skipped, not
+    fatal: its sample carries
+    ``metadata["skip"]`` (the reason), no model is called for it, and scorers leave it
+    unscored. Text arguments accept lists too (inspect's ``-T a,b`` is a list).
+
     Args:
         dataset: NeuronDataset directory (default: ``$NEURONBENCH_DATASET``).
         split: Scoring split: ``valid`` (development), ``test`` (leaderboards) or ``calibration``.
         strategy: Explainer strategy, one of ``neuronbench.evals.STRATEGIES``.
         n_examples: Train records shown to the explainer (trimmed to fit ``max_prompt_tokens``).
         neurons: All (default), a count N, ``stratified:N`` (seeded, spread over layers) or
-            comma-separated neuron keys.
+            neuron keys, comma-separated or a list (``-T neurons=0/1,0/2``).
         seed: Seed for neuron sampling and the ``shuffled`` control.
-        scorer: Comma-separated scorer names (``simulation``, ``detection``, ``fuzzing``,
-            ``embedding``); ``""`` or ``none`` for no scorer (explanations only).
+        scorer: Scorer names, comma-separated or a list (``simulation``, ``detection``,
+            ``fuzzing``, ``embedding``); ``""`` or ``none`` for no scorer (explanations only).
         simulator: Simulator kind for scoring and ``best_of_k``: ``logprob``, ``generation``,
             ``lexical``, ``embedding``.
         n_score_records: Scored records per group (top, random); default all in the split.
@@ -141,6 +157,12 @@ def explain_neurons(
         calibrate: Also report r² and absolute deviation explained after a linear calibration
             fitted on the calibration split (one more simulation per explanation).
     """
+    dataset, split, strategy, simulator, neurons = (
+        _joined(v) for v in (dataset, split, strategy, simulator, neurons)
+    )
+    explanation_file, few_shot, shuffle_source, simulator_model = (
+        _joined(v) for v in (explanation_file, few_shot, shuffle_source, simulator_model)
+    )
     path = dataset or os.environ.get(DATASET_ENV)
     if not path and (Path(DEFAULT_DATASET) / "card.json").exists():
         path = DEFAULT_DATASET  # the default recording that `neuronbench run` writes
@@ -167,6 +189,7 @@ def explain_neurons(
     if not selected:
         raise ValueError(f"no neurons selected from {path} (neurons={neurons!r})")
     samples = [sample_for(n, split, n_negatives) for n in selected]
+    skipped = {str(s.id) for s in samples if s.metadata and "skip" in s.metadata}
 
     opts = StrategyOptions(
         name=strategy,
@@ -184,7 +207,7 @@ def explain_neurons(
         simulator=simulator,
         explanation_file=explanation_file,
         shuffle_source=shuffle_source,
-        neurons={n.id.key: n for n in selected},
+        neurons={n.id.key: n for n in selected if n.id.key not in skipped},
     )
     explainer = build_strategy(opts)
 
@@ -229,7 +252,7 @@ def explain_neurons(
     return Task(
         dataset=MemoryDataset(samples, name=f"{ds.card.subject}:{split}"),
         setup=require_simulator(simulator) if needs_simulator else None,
-        solver=explainer,
+        solver=[skip_unusable(strategy), explainer],
         scorer=scorers,
         config=GenerateConfig(max_tokens=max_tokens),
         model_roles=roles,

@@ -11,10 +11,11 @@ import pytest
 from inspect_ai import eval
 from inspect_ai.model import get_model
 
-from neuronbench.datasets import NeuronDataset
+from neuronbench.datasets import DatasetCard, NeuronDataset
 from neuronbench.evals import STRATEGIES, explain_neurons, select_neurons
 from neuronbench.evals.strategies import NO_MODEL
-from tests.evals._helpers import mock_output, run
+from tests.conftest import make_neuron
+from tests.evals._helpers import mock_output, run, unique_neuron
 
 LLM_STRATEGIES = sorted(set(STRATEGIES) - NO_MODEL)
 
@@ -159,3 +160,56 @@ def test_calibrate_adds_r2_and_ade(dataset_dir: Path, tmp_path: Path) -> None:
     for s in log.samples:
         (score,) = s.scores.values()
         assert {"r2", "absolute_deviation_explained"} <= set(score.value)
+
+
+@pytest.fixture
+def small_neurons_dir(tmp_path: Path) -> Path:
+    """One full neuron, one with no random records, one with only 2 top records (train and
+    calibration get one each; valid gets none), as small hand-written files have."""
+    ds = NeuronDataset(card=DatasetCard(subject="test-subject", corpus="unit"))
+    no_random = make_neuron(layer=0, index=1, n_random=0, n_tokens_per_record=12, seed=1)
+    two_top = make_neuron(layer=1, index=0, n_top=2, n_tokens_per_record=12, seed=2)
+    ds.add([unique_neuron(0, 0), no_random, two_top])
+    return ds.save(tmp_path / "small")
+
+
+@pytest.mark.parametrize(
+    "strategy", ["token_activation_pairs", "best_of_k", "baseline", "shuffled"]
+)
+def test_neurons_too_small_for_the_split_are_skipped_not_fatal(
+    small_neurons_dir: Path, tmp_path: Path, strategy: str
+) -> None:
+    log = run(
+        small_neurons_dir,
+        tmp_path,
+        [" words."] * 8,
+        strategy=strategy,
+        simulator="lexical",
+        scorer="simulation",
+        k=2,
+    )
+    by_id = {str(s.id): s for s in log.samples}
+    assert sorted(by_id) == ["test-subject-L0-N0", "test-subject-L0-N1", "test-subject-L1-N0"]
+    full = by_id["test-subject-L0-N0"]
+    assert "skip" not in full.metadata and not full.metadata.get("skipped")
+    assert full.scores and full.scores["simulation"].metadata["status"] != "skipped"
+    reasons = {
+        "test-subject-L0-N1": ("neuron test-subject/0/1", "'valid'", "0 random"),
+        "test-subject-L1-N0": ("neuron test-subject/1/0", "'valid'", "0 top"),
+    }
+    for key, words in reasons.items():
+        s = by_id[key]
+        assert all(w in s.metadata["skip"] for w in words), s.metadata["skip"]
+        assert "\n" not in s.metadata["skip"]
+        assert s.metadata["skipped"] is True and s.metadata["strategy"] == strategy
+        assert s.output.completion == "" and s.metadata["explanation"] == ""
+        assert s.metadata["explanation_flags"] == []  # not an explainer failure
+        assert not s.model_usage  # no explainer (or simulator) call for a skipped neuron
+        assert "candidates" not in s.metadata and "shuffled_from" not in s.metadata
+        score = s.scores["simulation"]
+        assert score.metadata["status"] == "skipped"
+        assert s.metadata["skip"] in (score.explanation or "") + str(score.metadata)
+    if strategy in ("token_activation_pairs", "best_of_k"):
+        assert full.model_usage  # the usable neuron did reach the explainer
+    if strategy == "shuffled":  # the only usable neuron has no donor among usable neurons
+        assert full.metadata["explanation_flags"] == ["no_donor"]

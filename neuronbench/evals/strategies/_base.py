@@ -24,7 +24,7 @@ from inspect_ai.model import (
     get_model,
 )
 from inspect_ai.model._model import ModelAPI
-from inspect_ai.solver import Generate, TaskState
+from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from neuronbench.datasets import ActivationRecord, NeuronRecord, train_records
 from neuronbench.datasets.normalize import normalize, relu_max
@@ -70,7 +70,8 @@ class StrategyOptions:
     shuffle_source: str = "baseline"
     """shuffled: whose explanations are dealt out, ``baseline`` or ``file``."""
     neurons: dict[str, NeuronRecord] = field(default_factory=dict)
-    """The selected neurons by sample id (shuffled needs all of them at once)."""
+    """The selected neurons that can run, by sample id (shuffled needs all of them at once);
+    skipped neurons (``metadata["skip"]``) are left out, so no strategy builds on them."""
 
 
 # ---------------------------------------------------------------------------- prompt data
@@ -288,6 +289,31 @@ def finish(
     state.metadata.update(extra)
     state.output.completion = extraction.explanation
     return state
+
+
+@solver
+def skip_unusable(strategy: str) -> Solver:
+    """Ends a skipped sample (``metadata["skip"]``, set by the task) before any strategy runs.
+
+    The plan's first step, so no strategy, whether it calls a model or not, ever touches a
+    neuron whose records cannot fill the run's splits. The sample keeps an empty
+    explanation and ``skipped=True``; no explanation flag, since nothing was asked of the
+    explainer (a flag would count as the explainer's failure).
+
+    Args:
+        strategy: The run's strategy, recorded in the sample like any other.
+    """
+
+    async def solve(state: TaskState, generate: Generate) -> TaskState:
+        reason = state.metadata.get("skip")
+        if not reason:
+            return state
+        finish(state, Extraction(explanation=""), strategy=strategy, trimmed=no_trim())
+        state.metadata["skipped"] = True
+        state.completed = True  # inspect runs no further solver step; scorers still run
+        return state
+
+    return solve
 
 
 async def explain_once(
