@@ -42,8 +42,12 @@ class LocalModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
     """Serializes model calls from provider worker threads."""
     forward_passes: int = 0
-    """Forward passes run so far (generation counts one per call): lets tests and
-    benchmarks prove a cached call reached no model."""
+    """Sequences run through the model so far: a padded batch of n texts counts n, a
+    shared-prefix computation 1, a generation call 1. Lets tests and benchmarks prove a
+    cached call reached no model and count passes per record."""
+    prefix_cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+    """Per-layer keys and values of recently used shared prompt prefixes (by token ids and
+    revision): the few-shot part of the simulator prompt runs once, not once per record."""
 
     @property
     def context_length(self) -> int:
@@ -179,8 +183,50 @@ def selected_logprobs(
     """Exact next-token logprobs of ``token_ids`` after each ``text[:c]``, in one forward pass.
 
     Returns ``(logprobs, n_prompt_tokens)`` with ``logprobs[i][j]`` =
-    ``log_softmax(logits at the position predicting char_offsets[i])[token_ids[j]]``. Only the
-    requested positions go through the LM head, so a long prompt costs one body forward.
+    ``log_softmax(logits at the position predicting char_offsets[i])[token_ids[j]]``.
+    """
+    out = batched_logprobs(local, text, [""], [char_offsets], token_ids, cache_prefix=False)
+    return out.logprobs[0], out.n_tokens[0]
+
+
+MAX_BATCH_TOKENS = 8192
+"""Query tokens per padded forward pass: a neuron's records are split into passes of this size."""
+PREFIX_CACHE_SIZE = 2
+"""Shared-prefix KV caches kept per model (one per few-shot set in use)."""
+
+
+@dataclass
+class BatchedLogprobs:
+    """What :func:`batched_logprobs` read: per text, per offset, per requested token id."""
+
+    logprobs: list[list[list[float]]]
+    """``logprobs[i][k][j]``: log P(token_ids[j] | (prefix + suffixes[i])[:offsets[i][k]])."""
+    branch_logprobs: list[list[list[float]]] | None
+    """Same, with ``branch_token`` appended after each offset's prefix; None without a branch."""
+    n_tokens: list[int]
+    """Prompt tokens of each full text (prefix + suffix)."""
+
+
+def batched_logprobs(
+    local: LocalModel,
+    prefix: str,
+    suffixes: Sequence[str],
+    offsets: Sequence[Sequence[int]],
+    token_ids: Sequence[int],
+    *,
+    branch_token: int | None = None,
+    cache_prefix: bool = True,
+) -> BatchedLogprobs:
+    """Exact next-token logprobs at character offsets of several texts sharing a prefix.
+
+    Each text is ``prefix + suffixes[i]`` (offsets index into it). The texts run as one
+    padded batch: one row (one forward pass) per text, never one per offset. With
+    ``cache_prefix`` the keys and values of the shared prefix are computed once per
+    model and prefix and reused: causal attention makes this exact, and the rows then
+    only run their own suffix. ``branch_token`` (e.g. the id of "1") adds, per offset,
+    one more token at the position that follows ``text[:c]``, seeing only ``text[:c]``
+    and itself (tree attention): its logits give ``P(next | text[:c] + branch_token)``
+    in the same pass, exactly as a separate forward over ``text[:c]`` plus the token would.
     """
     import torch
 
@@ -188,19 +234,210 @@ def selected_logprobs(
         raise LocalModelError(
             f"neuronbench/{local.name}: prompt logprobs need a fast tokenizer (offsets)"
         )
-    enc = encode(local, text, add_special_tokens=True)
-    positions = token_positions_for_offsets(enc["offset_mapping"], char_offsets, len(text))
+    if len(suffixes) != len(offsets):
+        raise LocalModelError(f"{len(suffixes)} suffixes but {len(offsets)} offset lists")
     vocab = local.model.get_output_embeddings().weight.shape[0]
-    bad = [t for t in token_ids if not 0 <= t < vocab]
+    bad = [
+        t
+        for t in [*token_ids, *([branch_token] if branch_token is not None else [])]
+        if not 0 <= t < vocab
+    ]
     if bad:
         raise LocalModelError(f"neuronbench/{local.name}: token ids {bad} outside the vocabulary")
-    ids = torch.tensor([enc["input_ids"]], device=local.device)  # (1, seq)
-    keep = torch.tensor(positions, device=local.device)  # (n_positions,)
+    rows: list[tuple[list[int], list[int]]] = []  # per text: (token ids, read positions)
+    for i, (suffix, offs) in enumerate(zip(suffixes, offsets, strict=True)):
+        text = prefix + suffix
+        enc = encode(local, text, add_special_tokens=True)
+        try:
+            positions = token_positions_for_offsets(enc["offset_mapping"], offs, len(text))
+        except LocalModelError as ex:
+            raise LocalModelError(f"text {i}: {ex}") from ex
+        rows.append((list(enc["input_ids"]), positions))
+        if branch_token is not None and len(enc["input_ids"]) + len(offs) > local.context_length:
+            raise LocalModelError(
+                f"neuronbench/{local.name}: text {i} with its branch tokens exceeds the context "
+                f"of {local.context_length}"
+            )
     with local.lock, torch.inference_mode():
-        logits = local.model(input_ids=ids, logits_to_keep=keep).logits[0]  # (n_positions, vocab)
+        kv, n_cached = _prefix_kv(local, prefix, rows) if cache_prefix and rows else (None, 0)
+        reads: list[list[list[float]]] = []
+        branches: list[list[list[float]]] = []
+        start = 0
+        while start < len(rows):
+            end = start + 1
+            width = _row_width(rows[start], n_cached, branch_token)
+            while end < len(rows):
+                wider = max(width, _row_width(rows[end], n_cached, branch_token))
+                if wider * (end + 1 - start) > MAX_BATCH_TOKENS:
+                    break
+                width, end = wider, end + 1
+            got, got_branch = _run_rows(
+                local, rows[start:end], kv, n_cached, token_ids, branch_token
+            )
+            reads += got
+            branches += got_branch
+            start = end
+    return BatchedLogprobs(
+        reads, branches if branch_token is not None else None, [len(ids) for ids, _ in rows]
+    )
+
+
+def _row_width(row: tuple[list[int], list[int]], n_cached: int, branch: int | None) -> int:
+    ids, positions = row
+    return len(ids) - n_cached + (len(positions) if branch is not None else 0)
+
+
+def _prefix_kv(
+    local: LocalModel, prefix: str, rows: Sequence[tuple[list[int], list[int]]]
+) -> tuple[Any, int]:
+    """The cached per-layer (keys, values) of the prefix and how many tokens of it all rows share.
+
+    A tokenizer may merge the prefix's last characters with the suffix, so only the
+    tokens every row starts with are reused (causal attention makes any leading slice of
+    the prefix's cache exact); read positions must lie after them.
+    """
+    import torch
+
+    prefix_ids = tuple(encode(local, prefix, add_special_tokens=True)["input_ids"])
+    n = len(prefix_ids)
+    for ids, positions in rows:
+        same = 0
+        while same < min(n, len(ids)) and ids[same] == prefix_ids[same]:
+            same += 1
+        n = min(n, same, min(positions, default=same))
+    if n == 0:
+        return None, 0
+    key = (prefix_ids, str(local.revision))
+    kv = local.prefix_cache.get(key)
+    if kv is None:
+        out = local.model.base_model(
+            input_ids=torch.tensor([list(prefix_ids)], device=local.device), use_cache=True
+        )
         local.forward_passes += 1
-    logprobs = torch.log_softmax(logits.float(), dim=-1)[:, list(token_ids)]  # (n_positions, n_ids)
-    return logprobs.tolist(), len(enc["input_ids"])
+        cache = getattr(out, "cache", None) or out.past_key_values
+        kv = [(layer[0], layer[1]) for layer in cache]
+        while len(local.prefix_cache) >= PREFIX_CACHE_SIZE:
+            local.prefix_cache.pop(next(iter(local.prefix_cache)))
+        local.prefix_cache[key] = kv
+    return kv, n
+
+
+def _run_rows(
+    local: LocalModel,
+    rows: Sequence[tuple[list[int], list[int]]],
+    kv: Any,
+    n_cached: int,
+    token_ids: Sequence[int],
+    branch: int | None,
+) -> tuple[list[list[list[float]]], list[list[list[float]]]]:
+    """One padded forward over ``rows`` after ``n_cached`` cached prefix tokens.
+
+    Row layout: the text's own tokens after the cached prefix, then (with ``branch``) one
+    branch token per read position, then padding. The 4D mask gives every query the
+    cached prefix; text tokens see earlier text tokens; a branch token sees the text up
+    to its read position and itself; padding sees only the prefix and itself.
+    """
+    import torch
+
+    model = local.model
+    dtype = next(model.parameters()).dtype
+    width = max(1, *(_row_width(r, n_cached, branch) for r in rows))
+    n_rows = len(rows)
+    ids = torch.zeros((n_rows, width), dtype=torch.long)  # (batch, width)
+    pos = torch.zeros((n_rows, width), dtype=torch.long)  # (batch, width)
+    allow = torch.zeros((n_rows, width, n_cached + width), dtype=torch.bool)
+    allow[:, :, :n_cached] = True
+    read_rows: list[tuple[int, int]] = []  # (batch row, query index) of each read
+    branch_rows: list[tuple[int, int]] = []
+    causal = torch.ones((width, width), dtype=torch.bool).tril()
+    for b, (tokens, positions) in enumerate(rows):
+        own = len(tokens) - n_cached
+        ids[b, :own] = torch.tensor(tokens[n_cached:])
+        pos[b, :own] = torch.arange(n_cached, len(tokens))
+        allow[b, :own, n_cached : n_cached + own] = causal[:own, :own]
+        read_rows += [(b, p - n_cached) for p in positions]
+        extra = own
+        if branch is not None:
+            for k, p in enumerate(positions):
+                q = own + k
+                ids[b, q] = branch
+                pos[b, q] = p + 1
+                allow[b, q, n_cached : p + 1] = True  # text tokens at positions <= p
+                allow[b, q, n_cached + q] = True
+                branch_rows.append((b, q))
+            extra = own + len(positions)
+        for q in range(extra, width):
+            pos[b, q] = n_cached + q
+            allow[b, q, n_cached + q] = True
+    mask = torch.zeros(allow.shape, dtype=dtype)
+    mask.masked_fill_(~allow, torch.finfo(dtype).min)
+    mask = mask[:, None].to(local.device)  # (batch, 1, width, n_cached + width)
+    kwargs: dict[str, Any] = {}
+    if kv is not None:
+        from transformers import DynamicCache
+
+        # expand() makes no copy; each layer concatenates its new keys into a fresh tensor.
+        layers = tuple(
+            (
+                k[:, :, :n_cached].expand(n_rows, -1, -1, -1),
+                v[:, :, :n_cached].expand(n_rows, -1, -1, -1),
+            )
+            for k, v in kv
+        )
+        kwargs[_cache_kwarg(model.base_model)] = DynamicCache(layers)
+    hidden = model.base_model(
+        input_ids=ids.to(local.device),
+        position_ids=pos.to(local.device),
+        attention_mask=mask,
+        use_cache=kv is not None,
+        **kwargs,
+    ).last_hidden_state  # (batch, width, d_model)
+    local.forward_passes += n_rows
+    chosen = _selected(model, hidden, read_rows + branch_rows, list(token_ids))
+    reads = chosen[: len(read_rows)]
+    branched = chosen[len(read_rows) :]
+    out_reads: list[list[list[float]]] = []
+    out_branch: list[list[list[float]]] = []
+    i = 0
+    for _, positions in rows:
+        out_reads.append(reads[i : i + len(positions)])
+        if branch is not None:
+            out_branch.append(branched[i : i + len(positions)])
+        i += len(positions)
+    return out_reads, out_branch
+
+
+def _cache_kwarg(base: Any) -> str:
+    """transformers 5 names the KV cache argument ``cache``; 4.x ``past_key_values``."""
+    import inspect
+
+    params = inspect.signature(base.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+LOGIT_ROWS = 512
+"""Hidden states sent through the LM head at once (bounds the (rows, vocab) logits)."""
+
+
+def _selected(
+    model: Any, hidden: Any, where: Sequence[tuple[int, int]], token_ids: list[int]
+) -> list[list[float]]:
+    """log_softmax over the vocabulary at each ``(row, query)`` of ``hidden``, at ``token_ids``."""
+    import torch
+
+    if not where:
+        return []
+    head = model.get_output_embeddings()
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    index = torch.tensor(where, device=hidden.device)  # (n, 2)
+    picked = hidden[index[:, 0], index[:, 1]]  # (n, d_model)
+    out: list[list[float]] = []
+    for start in range(0, len(where), LOGIT_ROWS):
+        logits = head(picked[start : start + LOGIT_ROWS]).float()  # (rows, vocab)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        out += torch.log_softmax(logits, dim=-1)[:, token_ids].tolist()
+    return out
 
 
 def all_prompt_logprobs(

@@ -27,7 +27,12 @@ simulator (the paper's method) needs. This provider:
   special tokens added). For each character offset ``c`` the model's next-token
   distribution after ``text[:c]`` is read in one forward pass; ``ModelOutput.metadata``
   carries ``{"prompt_logprobs": [[logprob of t_j at c_i]], "token_ids": [...],
-  "prompt_tokens": n, "revision": ...}``. Nothing is generated (the completion is empty);
+  "prompt_tokens": n, "revision": ...}``. Nothing is generated (the completion is empty).
+  The batched form adds ``"suffixes": [s1, ...]`` (``offsets`` then holds one list per
+  suffix, into ``message + s_i``) and optionally ``"branch_token": t``: the texts run as
+  one padded batch, one row each, with the message's keys and values computed once and
+  cached; ``prompt_logprobs`` (and ``branch_logprobs``: the same read after appending
+  ``t`` at each offset) and ``prompt_tokens`` then have one entry per suffix;
 - counts tokens with the model's own tokenizer.
 
 One process loads each model once: the explainer and simulator roles share it, and calls
@@ -166,15 +171,41 @@ class LocalModelAPI(ModelAPI):
         if not isinstance(request, dict) or not {"offsets", "token_ids"} <= request.keys():
             raise LocalModelError(
                 f"neuronbench/{self.model_name}: extra_body['prompt_logprobs'] must be "
-                "{'offsets': [int], 'token_ids': [int]}"
+                "{'offsets': [int], 'token_ids': [int]} (optionally 'suffixes': [str] with "
+                "one offset list each, and 'branch_token': int)"
             )
         text = _raw_text(input, self.model_name)
-        offsets = [int(c) for c in request["offsets"]]
         token_ids = [int(t) for t in request["token_ids"]]
-        run = functools.partial(
-            _local_models.selected_logprobs, self.local, text, offsets, token_ids
+        batched = "suffixes" in request
+        suffixes = [str(x) for x in request["suffixes"]] if batched else [""]
+        offsets = (
+            [[int(c) for c in offs] for offs in request["offsets"]]
+            if batched
+            else [[int(c) for c in request["offsets"]]]
         )
-        values, n_tokens = await anyio.to_thread.run_sync(run)
+        branch = request.get("branch_token")
+        run = functools.partial(
+            _local_models.batched_logprobs,
+            self.local,
+            text,
+            suffixes,
+            offsets,
+            token_ids,
+            branch_token=None if branch is None else int(branch),
+            cache_prefix=batched,
+        )
+        out = await anyio.to_thread.run_sync(run)
+        n_tokens = sum(out.n_tokens)
+        metadata: dict[str, Any] = {
+            "prompt_logprobs": out.logprobs if batched else out.logprobs[0],
+            "token_ids": token_ids,
+            "prompt_tokens": out.n_tokens if batched else out.n_tokens[0],
+            "revision": self.local.revision,
+        }
+        if branch is not None:
+            metadata["branch_logprobs"] = (
+                out.branch_logprobs if batched else (out.branch_logprobs or [[]])[0]
+            )
         return ModelOutput(
             model=self.model_name,
             choices=[
@@ -186,12 +217,7 @@ class LocalModelAPI(ModelAPI):
                 )
             ],
             usage=ModelUsage(input_tokens=n_tokens, output_tokens=0, total_tokens=n_tokens),
-            metadata={
-                "prompt_logprobs": values,
-                "token_ids": token_ids,
-                "prompt_tokens": n_tokens,
-                "revision": self.local.revision,
-            },
+            metadata=metadata,
         )
 
     def _logprobs(self, gen: _local_models.Generated) -> Logprobs:

@@ -1,214 +1,330 @@
-"""Logprob simulator: the paper's "all at once" method, restored for local models and vLLM.
+"""Logprob simulator: the paper's "all at once" simulator (Bills et al. 2023), for local models and vLLM.
 
-The prompt lists every token of the scored records as ``token<TAB>unknown``, after
-few-shot examples whose values are revealed (``prompts/logprob_few_shot.json``). One
-forward pass gives, right after each token's tab, the model's distribution over the
-value tokens ``0`` ... ``10``; the prediction is the expected value, renormalized over
-those eleven values. Hosted APIs no longer return prompt logprobs; two backends do:
+Prompt. One prompt per record, in the layout of OpenAI's ``ExplanationNeuronSimulator``
+(``make_simulation_prompt``, ``PromptFormat.NONE``), character for character: OpenAI's
+header (``prompts/logprob_header.txt``); per few-shot example ``"\\n\\nNeuron i\\nExplanation
+of neuron i behavior: the main thing this neuron does is find <explanation>"``, then
+``"\\nActivations: "``, the example's records as ``\\n<start>\\n`` ... ``\\n<end>\\n`` blocks of
+``token<TAB>value`` lines (``unknown`` before each record's first revealed index, the 0-10
+value normalized by the example's max from it on) and ``"\\n"``; then the scored neuron's
+explanation, ``"\\nActivations: "`` and the record as ``token<TAB>unknown`` lines between
+``\\n<start>\\n`` and ``\\n<end>\\n``. The examples start "unknown" and then reveal values, so
+at every ``unknown`` of the scored record the model weighs a value against ``unknown``:
+its distribution over the value tokens there is the simulation. Examples:
+``simulator_examples=default`` (our own, ``prompts/logprob_few_shot.json``) or ``openai``
+(OpenAI's ``FewShotExampleSet.ORIGINAL``, loaded at run time from the optional
+``neuron-explainer`` package, for exactly paper-comparable runs), or a JSON path.
 
-- ``neuronbench/<model>`` (the in-process provider): exact logprobs of exactly the value
-  tokens, requested through ``generate()`` so inspect's cache covers them;
-- any provider that returns vLLM-style ``prompt_logprobs`` on the raw prompt
-  (``vllm-completions/<model>``, ``openai-api-completions`` against vLLM or SGLang):
-  the top 20 alternatives per position (inspect's maximum); values outside them count
-  as probability 0, and a position with none of them fails the simulation.
+One deviation: a subject token's newline, carriage return and tab are written as ``\\n``,
+``\\r``, ``\\t`` so every token sits on its own line and the value position is a character
+offset (just after the line's tab). OpenAI writes raw tokens and loses alignment on them.
 
-Alignment. Every subject token sits on its own line (newlines and tabs escaped as
-``\\n``/``\\t``), so the value position is a character offset: just after the line's tab.
-The simulator's tokenizer may split a subject token into pieces or merge it with the
-tab; neither matters, because the model's output at the last token ending at the tab
-predicts what follows the tab. Only a tokenizer that merges the tab with the text
-*after* it (no token boundary there) cannot be read in one pass: that is a flagged
-failure, never a guess.
+Reading. The prediction at a token is the expected value over 0-10, renormalized over
+the eleven values. Two backends return prompt logprobs:
 
-Multi-token values. When "10" is one token (GPT-2, cl100k), all eleven values are
-read exactly. Digit-splitting tokenizers (Llama, SmolLM2) spell 10 as "1" then "0",
-so the probability of the first token "1" is the probability of "1 or 10", and the
-next digit is not visible when the prompt says ``unknown``. We split that mass in
-proportion to how often 1 and 10 appear among the values revealed in the prompt's own
-examples (add-one smoothed): the in-context prior the model saw. The split is
-reported in ``details["shared_first_tokens"]``.
+- ``neuronbench/<model>`` (the in-process provider): exact logprobs. A neuron's records
+  run as one padded batch (one forward row per record; the header and examples, identical
+  for every record and neuron, are computed once and their keys and values reused,
+  which is exact). Where "10" is one token (GPT-2) it is read directly. Where digits
+  split (Llama, SmolLM2), ``P(10) = P("1") * P("0" | ... TAB "1")`` and ``P(1) = P("1") - P(10)``,
+  the second factor read in the same pass by one extra "1" token per value position
+  that sees only the text up to its tab (tree attention): the exact computation, not a prior.
+- vLLM-style ``prompt_logprobs`` on the raw prompt (``vllm-completions/<model>``; one
+  request per record): the top 20 alternatives per position; value tokens outside them
+  count as 0. As in OpenAI's parser, only the strings "0" ... "10" are values, so a
+  digit-splitting tokenizer reads "1" as 1 and never 10 (``details["ten"]``).
 
-Cost. All scored records of a neuron go into one prompt (chunked only where the
-context would overflow), so scoring a neuron costs one forward pass, not one per
-record, and far fewer than the one-per-token "one at a time" method.
+A tokenizer that merges the tab with the value text after it cannot be read in one
+pass: a flagged failure, never a guess.
+
+Value mass. Per simulation ``details["value_mass"]`` holds the median and min over read
+positions of the raw probability of the value tokens (before renormalizing). A median
+below ``LOW_VALUE_MASS`` means the model is hardly answering with values (it expects
+``unknown`` or other text); the expected values then rest on noise, so the simulation is
+flagged ``low_value_mass`` in ``details["flags"]`` (kept and scored; consumers decide).
+
+``layout="packed"`` (not the default) puts all of a neuron's records into one prompt,
+chunked to fit; it drops the value mass roughly twentyfold and shifts correlations (see
+the README), and exists only to reproduce earlier runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
-from collections.abc import Mapping, Sequence
+import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from inspect_ai.model import CachePolicy, GenerateConfig, Model, get_model
 
+from neuronbench.datasets.normalize import normalize
 from neuronbench.scorers.simulators.base import Simulation
 
 VALUES = tuple(range(11))
 """The value scale of shown activations (0-10, the paper's)."""
 PLACEHOLDER = "unknown"
 """What the prompt shows in place of a value to be predicted."""
-CACHE_SCOPE = "neuronbench-logprob-simulator/1"
+EXPLANATION_PREFIX = "the main thing this neuron does is find"
+"""Words before every explanation in the prompt (OpenAI's)."""
+CACHE_SCOPE = "neuronbench-logprob-simulator/2"
 """Bumped when the prompt or the request changes, so old cache entries are not reused."""
 VLLM_TOP_LOGPROBS = 20
 """Alternatives per prompt position requested from vLLM (inspect allows at most 20)."""
+LOW_VALUE_MASS = 0.01
+"""Median raw probability of the value tokens below which a simulation is flagged
+``low_value_mass``: under 1% the model mostly predicts ``unknown`` or other text."""
+OPENAI_EXTRA = 'pip install -e ".[openai-reference]"'
+
+Layout = Literal["all_at_once", "packed"]
 
 
 def escape_token(token: str) -> str:
-    """Show a token on one line: newline, carriage return and tab become visible escapes."""
-    return (
-        token.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-    )
+    """Keep a token on one line: newline, carriage return and tab become visible escapes."""
+    return token.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+
+
+@dataclass(frozen=True)
+class ExampleRecord:
+    """One few-shot record: tokens, raw activations, and where values start showing."""
+
+    tokens: tuple[str, ...]
+    """Tokens as strings."""
+    activations: tuple[float, ...]
+    """Raw activations (normalized 0-10 by the example's max when shown)."""
+    first_revealed: int
+    """Tokens before this index show ``unknown``; from it on, their value."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """A few-shot neuron: its explanation and records."""
+
+    explanation: str
+    """Completes "the main thing this neuron does is find"."""
+    records: tuple[ExampleRecord, ...]
+    """Records shown under the explanation."""
 
 
 @dataclass(frozen=True)
 class FewShot:
-    """The prompt's fixed part: instructions and examples with revealed values."""
+    """The prompt's fixed part: header and few-shot examples."""
 
-    header: str
-    """Instructions that open the prompt."""
-    explanation_prefix: str
-    """Words before each explanation ("the main thing this neuron does is find")."""
-    examples: tuple[tuple[str, tuple[tuple[tuple[str, int], ...], ...]], ...]
-    """``(explanation, records)``; each record a sequence of ``(token, value 0-10)``."""
+    examples: tuple[Example, ...]
+    """Examples in prompt order."""
+    source: str
+    """Where they came from (``default``, ``openai`` or a path): recorded in details."""
+    header: str = ""
+    """Instructions that open the prompt (default: OpenAI's, ``prompts/logprob_header.txt``)."""
 
-    def value_prior(self) -> list[float]:
-        """Add-one smoothed frequency of each value among the revealed examples."""
-        counts = [1.0] * len(VALUES)
-        for _, records in self.examples:
-            for record in records:
-                for _, value in record:
-                    counts[value] += 1.0
-        return counts
+    def __post_init__(self) -> None:
+        if not self.header:
+            object.__setattr__(self, "header", _read_prompt("logprob_header.txt"))
 
 
-def load_few_shot(path: str | Path | None = None) -> FewShot:
-    """Read a few-shot file (default: the bundled ``prompts/logprob_few_shot.json``)."""
-    if path is None:
-        text = (
-            resources.files(__package__)
-            .joinpath("prompts/logprob_few_shot.json")
-            .read_text("utf-8")
-        )
-        where = "prompts/logprob_few_shot.json"
+def _read_prompt(name: str) -> str:
+    return resources.files(__package__).joinpath("prompts", name).read_text("utf-8")
+
+
+def load_few_shot(name: str | Path = "default") -> FewShot:
+    """Few-shot examples: ``default`` (bundled), ``openai`` (OpenAI's ORIGINAL set) or a JSON path."""
+    if str(name) == "openai":
+        return openai_few_shot()
+    if str(name) == "default":
+        text, where = _read_prompt("logprob_few_shot.json"), "prompts/logprob_few_shot.json"
     else:
-        text, where = Path(path).read_text("utf-8"), str(path)
+        path = Path(name)
+        if not path.is_file():
+            raise ValueError(
+                f"simulator examples {str(name)!r}: use default, openai or a JSON file path"
+            )
+        text, where = path.read_text("utf-8"), str(path)
     data = json.loads(text)
     examples = []
     for i, ex in enumerate(data["examples"]):
-        records = tuple(tuple((str(t), int(v)) for t, v in rec) for rec in ex["records"])
-        if any(v not in VALUES for rec in records for _, v in rec):
-            raise ValueError(f"{where}: example {i} has a value outside 0-10")
-        examples.append((str(ex["explanation"]), records))
-    return FewShot(data["header"], data["explanation_prefix"], tuple(examples))
+        records = []
+        for j, rec in enumerate(ex["records"]):
+            tokens, acts = rec["tokens"], rec["activations"]
+            first = int(rec["first_revealed"])
+            if len(tokens) != len(acts) or not 0 <= first <= len(tokens):
+                raise ValueError(
+                    f"{where}: example {i} record {j}: {len(tokens)} tokens, {len(acts)} "
+                    f"activations, first_revealed {first}"
+                )
+            records.append(ExampleRecord(tuple(tokens), tuple(map(float, acts)), first))
+        examples.append(Example(str(ex["explanation"]), tuple(records)))
+    return FewShot(tuple(examples), source=str(name))
+
+
+def openai_few_shot() -> FewShot:
+    """OpenAI's original simulator examples, read from the installed ``neuron_explainer``."""
+    try:
+        from neuron_explainer.explanations.few_shot_examples import FewShotExampleSet
+    except ImportError as ex:
+        raise ValueError(
+            f"simulator_examples=openai needs OpenAI's neuron-explainer package ({ex}): {OPENAI_EXTRA}"
+        ) from ex
+    examples = tuple(
+        Example(
+            e.explanation,
+            tuple(
+                ExampleRecord(tuple(r.tokens), tuple(r.activations), first)
+                for r, first in zip(
+                    e.activation_records, e.first_revealed_activation_indices, strict=True
+                )
+            ),
+        )
+        for e in FewShotExampleSet.ORIGINAL.get_examples()
+    )
+    return FewShot(examples, source="openai")
 
 
 @dataclass
 class BuiltPrompt:
-    """A simulation prompt and where its values go."""
+    """A simulation prompt, split where it stops being the same for every record."""
 
-    text: str
-    """The raw prompt (no chat template)."""
+    prefix: str
+    """Header, examples and the scored neuron's heading, up to "...is find": shared by all
+    records of all neurons under one few-shot set."""
+    suffix: str
+    """The explanation and the records to simulate."""
     value_offsets: list[list[int]]
-    """Per target record, per token: character offset just after that line's tab."""
+    """Per record, per token: offset into ``text`` just after that line's tab."""
     revealed_offsets: dict[int, list[int]]
-    """Per value, character offsets where the examples reveal it (shows how values tokenize)."""
+    """Per value, offsets into ``text`` where the examples reveal it (how values tokenize)."""
+
+    @property
+    def text(self) -> str:
+        return self.prefix + self.suffix
+
+
+def _lines(parts: list[str], offsets: list[int], length: int, token: str, value: str) -> int:
+    """Append ``token<TAB>value``; record the value's offset; return the new length."""
+    line = escape_token(token) + "\t"
+    parts.append(line + value)
+    offsets.append(length + len(line))
+    return length + len(line) + len(value)
+
+
+def _records_block(
+    parts: list[str], length: int, rows: Sequence[Sequence[tuple[str, str]]]
+) -> tuple[int, list[list[int]]]:
+    """OpenAI's ``\\n<start>\\n`` + records joined by ``\\n<end>\\n<start>\\n`` + ``\\n<end>\\n``."""
+    all_offsets: list[list[int]] = []
+    for r, row in enumerate(rows):
+        sep = "\n<start>\n" if r == 0 else "\n<end>\n<start>\n"
+        parts.append(sep)
+        length += len(sep)
+        offsets: list[int] = []
+        for k, (token, value) in enumerate(row):
+            if k:
+                parts.append("\n")
+                length += 1
+            length = _lines(parts, offsets, length, token, value)
+        all_offsets.append(offsets)
+    parts.append("\n<end>\n")
+    return length + len("\n<end>\n"), all_offsets
+
+
+def shared_prefix(few_shot: FewShot) -> tuple[str, dict[int, list[int]]]:
+    """The prompt up to the scored explanation, and where its examples reveal each value."""
+    parts = [few_shot.header]
+    length = len(few_shot.header)
+    revealed: dict[int, list[int]] = {}
+    for i, ex in enumerate(few_shot.examples, start=1):
+        head = f"\n\nNeuron {i}\nExplanation of neuron {i} behavior: {EXPLANATION_PREFIX} {ex.explanation}\nActivations: "
+        parts.append(head)
+        length += len(head)
+        top = max(max(0.0, *r.activations) for r in ex.records)
+        rows = []
+        for rec in ex.records:
+            values = normalize(rec.activations, top)
+            rows.append(
+                [
+                    (tok, str(v) if k >= rec.first_revealed else PLACEHOLDER)
+                    for k, (tok, v) in enumerate(zip(rec.tokens, values, strict=True))
+                ]
+            )
+        length, offsets = _records_block(parts, length, rows)
+        for row, offs in zip(rows, offsets, strict=True):
+            for (_, shown), c in zip(row, offs, strict=True):
+                if shown != PLACEHOLDER:
+                    revealed.setdefault(int(shown), []).append(c)
+        parts.append("\n")
+        length += 1
+    n = len(few_shot.examples) + 1
+    parts.append(f"\n\nNeuron {n}\nExplanation of neuron {n} behavior: {EXPLANATION_PREFIX}")
+    return "".join(parts), revealed
 
 
 def build_prompt(
     few_shot: FewShot, explanation: str, records: Sequence[Sequence[str]]
 ) -> BuiltPrompt:
-    """The all-at-once prompt: examples with values, then the target with ``unknown``."""
-    parts: list[str] = [few_shot.header]
-    length = len(few_shot.header)
-    revealed: dict[int, list[int]] = {}
-
-    def add(s: str) -> None:
-        nonlocal length
-        parts.append(s)
-        length += len(s)
-
-    def section(i: int, expl: str) -> None:
-        add(
-            f"\nNeuron {i}\nExplanation of neuron {i} behavior: {few_shot.explanation_prefix} {expl}\nActivations:\n"
-        )
-
-    for i, (expl, ex_records) in enumerate(few_shot.examples, start=1):
-        section(i, expl)
-        for rec in ex_records:
-            add("<start>\n")
-            for tok, value in rec:
-                add(escape_token(tok) + "\t")
-                revealed.setdefault(value, []).append(length)
-                add(f"{value}\n")
-            add("<end>\n")
-    section(len(few_shot.examples) + 1, explanation.strip())
-    offsets: list[list[int]] = []
-    for target in records:
-        add("<start>\n")
-        rec_offsets = []
-        for token in target:
-            add(escape_token(token) + "\t")
-            rec_offsets.append(length)
-            add(PLACEHOLDER + "\n")
-        offsets.append(rec_offsets)
-        add("<end>\n")
-    return BuiltPrompt("".join(parts), offsets, revealed)
+    """The simulation prompt for ``records`` (one for the paper's layout, several if packed)."""
+    prefix, revealed = shared_prefix(few_shot)
+    parts = [f" {explanation.strip()}\nActivations: "]
+    length = len(prefix) + len(parts[0])
+    rows = [[(tok, PLACEHOLDER) for tok in rec] for rec in records]
+    _, offsets = _records_block(parts, length, rows)
+    return BuiltPrompt(prefix, "".join(parts), offsets, revealed)
 
 
-def value_probabilities(
-    logprobs: Mapping[Any, float], first_tokens: Sequence[Any], prior: Sequence[float]
-) -> list[float] | None:
-    """Probability of each value 0-10 at one position, renormalized over the valid values.
+def value_spellings(tokenizer: Any) -> list[list[int]]:
+    """Token ids of each value 0-10 as the tokenizer writes it after a tab."""
+    spellings = []
+    for value in VALUES:
+        text = f"a\t{value}\n"
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        spans = [
+            (s, e, tid)
+            for tid, (s, e) in zip(enc["input_ids"], enc["offset_mapping"], strict=True)
+            if e > s
+        ]
+        if not any(s == 2 for s, _, _ in spans):
+            raise ValueError(f"the simulator's tokenizer merges the tab with the value {value}")
+        spellings.append([tid for s, e, tid in spans if s >= 2 and e <= len(text) - 1])
+    digits = spellings[:10]
+    if any(len(d) != 1 for d in digits) or len({d[0] for d in digits}) != 10:
+        raise ValueError("the simulator's tokenizer does not spell the digits 0-9 as ten tokens")
+    ten = spellings[10]
+    if not (len(ten) == 1 or ten == [digits[1][0], digits[0][0]]):
+        raise ValueError(f"the simulator's tokenizer spells 10 as {len(ten)} unexpected tokens")
+    return spellings
+
+
+def distribution(
+    probs: Sequence[float], zero_after_one: float | None = None
+) -> tuple[list[float] | None, float]:
+    """Eleven renormalized value probabilities and the raw value mass at one position.
 
     Args:
-        logprobs: log-probability of candidate first tokens at this position (absent = 0).
-        first_tokens: the first token (id or string) of each value's spelling.
-        prior: weights that split a first token shared by several values (e.g. "1" of
-            1 and 10) among them.
-
-    Returns:
-        Eleven probabilities summing to 1, or None when no value has any probability.
+        probs: raw probability of each value's first token; 11 entries where "10" is one
+            token, 10 where it starts with "1" (then ``zero_after_one`` is needed).
+        zero_after_one: ``P("0" | ... "1")``, which splits ``P("1")`` into 1 and 10.
     """
-    groups: dict[Any, list[int]] = {}
-    for value, key in zip(VALUES, first_tokens, strict=True):
-        groups.setdefault(key, []).append(value)
-    mass = [0.0] * len(VALUES)
-    for key, members in groups.items():
-        if key not in logprobs:
-            continue
-        p = math.exp(logprobs[key])
-        weight = sum(prior[v] for v in members)
-        for v in members:
-            mass[v] = p * prior[v] / weight
-    total = sum(mass)
-    if total <= 0.0:
-        return None
-    return [m / total for m in mass]
+    p = list(probs)
+    if len(p) == 10:
+        if zero_after_one is None:
+            raise ValueError("a split 10 needs P('0' | '1')")
+        one = p[1]
+        p[1] = one * (1.0 - zero_after_one)
+        p.append(one * zero_after_one)
+    mass = sum(p)
+    if mass <= 0.0:
+        return None, 0.0
+    return [x / mass for x in p], mass
 
 
 def expected_value(probs: Sequence[float]) -> float:
     return float(sum(v * p for v, p in zip(VALUES, probs, strict=True)))
 
 
-def local_first_tokens(tokenizer: Any) -> list[int]:
-    """The first token id of each value as the tokenizer spells it after a tab."""
-    first = []
-    for value in VALUES:
-        enc = tokenizer(f"a\t{value}\n", add_special_tokens=False, return_offsets_mapping=True)
-        starts = {
-            s: tid
-            for tid, (s, e) in zip(enc["input_ids"], enc["offset_mapping"], strict=True)
-            if e > s
-        }
-        if 2 not in starts:
-            raise ValueError(f"the simulator's tokenizer merges the tab with the value {value}")
-        first.append(starts[2])
-    return first
+Read = list[list[tuple[list[float] | None, float]]]
+"""Per record, per token: renormalized value probabilities (None: no value) and raw mass."""
 
 
 class LogprobSimulator:
@@ -221,81 +337,105 @@ class LogprobSimulator:
         model: Model | str,
         *,
         few_shot: FewShot | str | Path | None = None,
+        layout: Layout = "all_at_once",
         max_prompt_tokens: int | None = None,
         cache: bool = True,
     ) -> None:
         """
         Args:
             model: ``neuronbench/<model>`` (exact) or a provider returning vLLM prompt logprobs.
-            few_shot: examples with revealed values, or a path to such a JSON file.
-            max_prompt_tokens: chunk records so no prompt exceeds this (default: the local
-                model's context, else 4096).
-            cache: cache each prompt's logprobs with inspect's cache (keyed by prompt, model
-                name and checkpoint revision), so a rerun makes no model call.
+            few_shot: examples, or ``default`` / ``openai`` / a JSON path (``simulator_examples``).
+            layout: ``all_at_once`` (the paper's: one prompt per record) or ``packed`` (all
+                records of a neuron per prompt; reproduces earlier runs only).
+            max_prompt_tokens: ``packed``: records per prompt are chunked under this
+                (default: the local model's context, else 4096).
+            cache: cache logprobs with inspect's cache (keyed by prompt, model name and
+                checkpoint revision), so a rerun makes no model call.
         """
+        if layout not in ("all_at_once", "packed"):
+            raise ValueError(f"layout={layout!r}: use all_at_once or packed")
         self.model = get_model(model) if isinstance(model, str) else model
-        self.few_shot = few_shot if isinstance(few_shot, FewShot) else load_few_shot(few_shot)
+        self.few_shot = (
+            few_shot if isinstance(few_shot, FewShot) else load_few_shot(few_shot or "default")
+        )
+        self.layout = layout
         self.max_prompt_tokens = max_prompt_tokens
         self.cache = cache
         self._local = _local_api(self.model)
 
-    def _limit(self) -> int:
-        if self._local is not None:
-            context = self._local.local.context_length
-            return min(context, self.max_prompt_tokens or context)
-        return self.max_prompt_tokens or 4096
-
-    def _count(self, text: str) -> int:
-        if self._local is not None:
-            return len(self._local.tokenizer(text, verbose=False)["input_ids"])
-        return len(text) // 2  # no tokenizer at hand: a conservative 2 characters per token
+    def prompts(self, explanation: str, records: Sequence[Sequence[str]]) -> list[BuiltPrompt]:
+        """The prompts that simulate ``records``, in order (one per record unless packed)."""
+        if self.layout == "all_at_once":
+            return [build_prompt(self.few_shot, explanation, [rec]) for rec in records]
+        return [
+            build_prompt(self.few_shot, explanation, records[s:e])
+            for s, e in self.chunks(explanation, records)
+        ]
 
     def chunks(self, explanation: str, records: Sequence[Sequence[str]]) -> list[tuple[int, int]]:
-        """Record ranges ``[start, end)`` packed greedily into prompts under the token limit."""
-        limit, spans, start = self._limit(), [], 0
+        """``packed``: record ranges ``[start, end)`` packed greedily under the token limit."""
+        if self._local is not None:
+            context = self._local.local.context_length
+            limit = min(context, self.max_prompt_tokens or context)
+        else:
+            limit = self.max_prompt_tokens or 4096
+
+        def count(s: int, e: int) -> int:
+            text = build_prompt(self.few_shot, explanation, records[s:e]).text
+            if self._local is not None:
+                return len(self._local.tokenizer(text, verbose=False)["input_ids"])
+            return len(text) // 2  # no tokenizer at hand: a conservative 2 characters per token
+
+        spans, start = [], 0
         while start < len(records):
             end = start + 1
-            if (
-                self._count(build_prompt(self.few_shot, explanation, records[start:end]).text)
-                > limit
-            ):
+            if count(start, end) > limit:
                 raise _SimulationFailure(
                     f"record {start} alone does not fit in {limit} prompt tokens"
                 )
-            while (
-                end < len(records)
-                and self._count(
-                    build_prompt(self.few_shot, explanation, records[start : end + 1]).text
-                )
-                <= limit
-            ):
+            while end < len(records) and count(start, end + 1) <= limit:
                 end += 1
             spans.append((start, end))
             start = end
         return spans
 
     async def simulate(self, explanation: str, records: Sequence[Sequence[str]]) -> Simulation:
-        predictions: list[list[float]] = []
-        details: dict[str, Any] = {"prompts": 0, "prompt_tokens": 0}
+        details: dict[str, Any] = {
+            "layout": self.layout,
+            "examples": self.few_shot.source,
+            "prompts": 0,
+            "prompt_tokens": 0,
+            "flags": [],
+        }
+        if not records:
+            return Simulation(predictions=[], details=details)
         try:
-            for start, end in self.chunks(explanation, records):
-                prompt = build_prompt(self.few_shot, explanation, records[start:end])
-                dists = await self._distributions(prompt, details)
-                for i, rec in enumerate(dists):
-                    row = []
-                    for j, probs in enumerate(rec):
-                        if probs is None:
-                            tok = records[start + i][j]
-                            raise _SimulationFailure(
-                                f"record {start + i} token {j} ({tok!r}): no value 0-10 among the returned logprobs"
-                            )
-                        row.append(expected_value(probs))
-                    predictions.append(row)
-                details["prompts"] += 1
+            prompts = self.prompts(explanation, records)
+            details["prompts"] = len(prompts)
+            if self._local is not None:
+                read = await self._local_read(prompts, details)
+            else:
+                read = await self._vllm_read(prompts, details)
         except _SimulationFailure as ex:
-            return Simulation(
-                predictions=None, error=str(ex), raw_output=json.dumps(details), details=details
-            )
+            return _failed(str(ex), details)
+        masses = [mass for rec in read for _, mass in rec]
+        if masses:
+            median = statistics.median(masses)
+            details["value_mass"] = {"median": median, "min": min(masses)}
+            if median < LOW_VALUE_MASS:
+                details["flags"].append("low_value_mass")
+        predictions: list[list[float]] = []
+        for r, rec in enumerate(read):
+            row = []
+            for j, (probs, _) in enumerate(rec):
+                if probs is None:
+                    return _failed(
+                        f"record {r} token {j} ({records[r][j]!r}): no value 0-10 among "
+                        "the returned logprobs",
+                        details,
+                    )
+                row.append(expected_value(probs))
+            predictions.append(row)
         return Simulation(predictions=predictions, details=details)
 
     def _cache_policy(self, revision: str) -> CachePolicy | bool:
@@ -305,38 +445,60 @@ class LogprobSimulator:
             expiry=None, per_epoch=False, scopes={"simulator": CACHE_SCOPE, "revision": revision}
         )
 
-    async def _distributions(
-        self, prompt: BuiltPrompt, details: dict[str, Any]
-    ) -> list[list[list[float] | None]]:
-        prior = self.few_shot.value_prior()
-        if self._local is not None:
-            from neuronbench.models.local import LocalModelError, token_positions_for_offsets
+    async def _local_read(self, prompts: Sequence[BuiltPrompt], details: dict[str, Any]) -> Read:
+        """Exact distributions from the in-process model: one batched request per neuron."""
+        from neuronbench.models.local import LocalModelError
 
-            tok = self._local.tokenizer
-            try:
-                first = local_first_tokens(tok)
-            except ValueError as ex:
-                raise _SimulationFailure(str(ex)) from ex
-            flat = [c for rec in prompt.value_offsets for c in rec]
-            enc = tok(prompt.text, return_offsets_mapping=True, verbose=False)
-            try:
-                token_positions_for_offsets(enc["offset_mapping"], flat, len(prompt.text))
-            except LocalModelError as ex:
-                raise _SimulationFailure(f"cannot align value positions: {ex}") from ex
-            ids = sorted(set(first))
-            request = {"prompt_logprobs": {"offsets": flat, "token_ids": ids}}
+        try:
+            spellings = value_spellings(self._local.tokenizer)
+        except ValueError as ex:
+            raise _SimulationFailure(str(ex)) from ex
+        split_ten = len(spellings[10]) == 2
+        ids = [s[0] for s in spellings[: 10 if split_ten else 11]]
+        request: dict[str, Any] = {
+            "suffixes": [p.suffix for p in prompts],
+            "offsets": [[c for rec in p.value_offsets for c in rec] for p in prompts],
+            "token_ids": ids,
+        }
+        if split_ten:
+            request["branch_token"] = spellings[1][0]
+        details["ten"] = "exact_two_tokens" if split_ten else "one_token"
+        try:
             out = await self.model.generate(
-                prompt.text,
-                config=GenerateConfig(max_tokens=1, temperature=0, extra_body=request),
+                prompts[0].prefix,
+                config=GenerateConfig(
+                    max_tokens=1, temperature=0, extra_body={"prompt_logprobs": request}
+                ),
                 cache=self._cache_policy(self._local.revision),
             )
-            rows = iter((out.metadata or {})["prompt_logprobs"])
-            details["prompt_tokens"] += out.metadata["prompt_tokens"] if out.metadata else 0
-            keys: Sequence[Any] = first
-            per_position: list[dict[Any, float]] = [
-                dict(zip(ids, next(rows), strict=True)) for _ in flat
-            ]
-        else:
+        except LocalModelError as ex:
+            if "not a token boundary" in str(ex):
+                unit = "record" if self.layout == "all_at_once" else "prompt"
+                raise _SimulationFailure(
+                    f"the simulator's tokenizer merges a tab with the text after it, so the "
+                    f"value cannot be read in one pass ({unit} {str(ex).removeprefix('text ')})"
+                ) from ex
+            raise _SimulationFailure(str(ex)) from ex
+        meta = out.metadata or {}
+        details["prompt_tokens"] = sum(meta.get("prompt_tokens") or [])
+        branch = meta.get("branch_logprobs")
+        read: Read = []
+        for i, prompt in enumerate(prompts):
+            rows = iter(meta["prompt_logprobs"][i])
+            after_one = iter(branch[i]) if branch is not None else None
+            for rec in prompt.value_offsets:
+                got = []
+                for _ in rec:
+                    probs = [math.exp(lp) for lp in next(rows)]
+                    zero = math.exp(next(after_one)[0]) if after_one is not None else None
+                    got.append(distribution(probs, zero))
+                read.append(got)
+        return read
+
+    async def _vllm_read(self, prompts: Sequence[BuiltPrompt], details: dict[str, Any]) -> Read:
+        """Top-20 prompt logprobs from a vLLM-style provider: one request per prompt."""
+
+        async def one(prompt: BuiltPrompt) -> tuple[bool, list[list[dict[str, float]]]]:
             out = await self.model.generate(
                 prompt.text,
                 config=GenerateConfig(
@@ -344,22 +506,32 @@ class LogprobSimulator:
                 ),
                 cache=self._cache_policy(""),
             )
-            found = vllm_position_logprobs(
+            if out.usage is not None:
+                details["prompt_tokens"] += out.usage.input_tokens
+            return vllm_position_logprobs(
                 prompt, out.choices[0].prompt_logprobs if out.choices else None
             )
-            keys, per_position = found[0], list(found[1])
-        details.setdefault("shared_first_tokens", _shared(keys, prior))
-        positions = iter(per_position)
-        return [
-            [value_probabilities(next(positions), keys, prior) for _ in rec]
-            for rec in prompt.value_offsets
-        ]
+
+        results = await asyncio.gather(*(one(p) for p in prompts))
+        details["ten"] = "one_token" if all(t for t, _ in results) else "not_read"
+        read: Read = []
+        for _, per_record in results:
+            for positions in per_record:
+                read.append(
+                    [
+                        distribution(
+                            [math.exp(lps[str(v)]) if str(v) in lps else 0.0 for v in VALUES]
+                        )
+                        for lps in positions
+                    ]
+                )
+        return read
 
 
 def vllm_position_logprobs(
     prompt: BuiltPrompt, prompt_logprobs: Any
-) -> tuple[list[str], list[dict[str, float]]]:
-    """Value first-token strings and per-value-position ``{token: logprob}`` from vLLM output.
+) -> tuple[bool, list[list[dict[str, float]]]]:
+    """Whether "10" is one token, and per record, per value position, ``{token: logprob}``.
 
     vLLM returns, for every prompt token after the first, the token's decoded text and
     logprob plus top alternatives. Token start offsets are recovered from the end of the
@@ -380,31 +552,25 @@ def vllm_position_logprobs(
             )
         starts.setdefault(pos, e)
         pos += len(e.token)
-    first = [str(v) for v in VALUES]
     ten = [starts[c].token for c in prompt.revealed_offsets.get(10, []) if c in starts]
-    if ten and ten[0] != "10":
-        first[10] = ten[0]
-    per_position = []
+    per_record = []
     for rec in prompt.value_offsets:
+        positions = []
         for c in rec:
             if c not in starts:
                 raise _SimulationFailure(f"no prompt token starts at value offset {c}")
             e = starts[c]
             lps = {t.token: t.logprob for t in e.top_logprobs or []}
             lps[e.token] = e.logprob
-            per_position.append(lps)
-    return first, per_position
+            positions.append(lps)
+        per_record.append(positions)
+    return bool(ten) and ten[0] == "10", per_record
 
 
-def _shared(keys: Sequence[Any], prior: Sequence[float]) -> list[dict[str, Any]]:
-    groups: dict[Any, list[int]] = {}
-    for v, k in zip(VALUES, keys, strict=True):
-        groups.setdefault(k, []).append(v)
-    return [
-        {"values": vs, "split": [prior[v] / sum(prior[u] for u in vs) for v in vs]}
-        for vs in groups.values()
-        if len(vs) > 1
-    ]
+def _failed(error: str, details: dict[str, Any]) -> Simulation:
+    return Simulation(
+        predictions=None, error=error, raw_output=json.dumps(details), details=details
+    )
 
 
 def _local_api(model: Model) -> Any:
