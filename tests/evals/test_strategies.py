@@ -17,7 +17,7 @@ from neuronbench.evals.strategies.from_file import explanation_for, load_explana
 from neuronbench.evals.strategies.shuffled import assign, cycle
 from neuronbench.evals.strategies.token_activation_pairs import build_messages
 from neuronbench.scorers.simulators.base import Simulation
-from tests.evals._helpers import unique_neuron
+from tests.evals._helpers import unique_neuron, write_dataset
 
 NID = NeuronId("gpt2", 3, 17)
 
@@ -184,3 +184,26 @@ def test_zero_shot_prompt_has_no_examples() -> None:
     messages = build_messages([make_record()], ())
     assert [m.role for m in messages].count("assistant") == 0
     assert "Neuron 1" in messages[-1].text  # the target is the first (and only) neuron
+
+
+def test_openai_few_shot_names_the_install_when_the_package_is_missing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``few_shot=openai`` without OpenAI's package: one line saying how to install it."""
+    import sys
+
+    from neuronbench.evals import explain_neurons
+    from neuronbench.evals.strategies._base import load_few_shot
+
+    monkeypatch.setitem(sys.modules, "neuron_explainer.explanations.few_shot_examples", None)
+    load_few_shot.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=r'pip install -e "\.\[openai-reference\]"') as e:
+            load_few_shot("openai")
+        assert "\n" not in str(e.value)
+        with pytest.raises(ValueError, match="openai-reference"):
+            explain_neurons(
+                dataset=str(write_dataset(tmp_path / "ds")), few_shot="openai", scorer=""
+            )
+    finally:
+        load_few_shot.cache_clear()

@@ -98,13 +98,47 @@ class FewShotExample:
     """Records where it stays silent (for ``with_negatives``)."""
 
 
+OPENAI_REFERENCE_INSTALL = 'pip install -e ".[openai-reference]"'
+"""How to install OpenAI's neuron-explainer, which ``few_shot="openai"`` reads its examples from."""
+
+
+def _openai_few_shot() -> dict[str, Any]:
+    """OpenAI's ORIGINAL explainer examples, read from the installed ``neuron_explainer``.
+
+    Read at run time, never copied into this package: the paper-comparable prompt is
+    available to whoever installs OpenAI's package, and its texts stay OpenAI's.
+    """
+    try:
+        from neuron_explainer.explanations.few_shot_examples import FewShotExampleSet
+    except ImportError as e:
+        raise ValueError(
+            f"few_shot='openai' reads OpenAI's examples from their neuron-explainer package, "
+            f"which is not importable ({e}): {OPENAI_REFERENCE_INSTALL}"
+        ) from None
+    return {
+        "examples": [
+            {
+                "explanation": ex.explanation,
+                "records": [
+                    {"tokens": list(r.tokens), "activations": [float(a) for a in r.activations]}
+                    for r in ex.activation_records
+                ],
+            }
+            for ex in FewShotExampleSet.ORIGINAL.get_examples()
+        ]
+    }
+
+
 @cache
 def load_few_shot(name: str = "default") -> tuple[FewShotExample, ...]:
-    """Few-shot set ``default``/``test`` (bundled), ``none`` (zero-shot) or a JSON file of that shape."""
+    """Few-shot set ``default``/``test`` (bundled), ``openai`` (OpenAI's original examples, from
+    the installed neuron-explainer), ``none`` (zero-shot) or a JSON file of the bundled shape."""
     if name == "none":
         return ()
     if name in ("default", "test"):
         raw = load_data(f"few_shot_{name}.json")
+    elif name == "openai":
+        raw = _openai_few_shot()
     else:
         with open(name, encoding="utf-8") as f:
             raw = json.load(f)
