@@ -71,17 +71,23 @@ def select_ids(ids: Sequence[NeuronId], neurons: Neurons, seed: int = 0) -> list
         if not count_text.strip().isdigit() or int(count_text) < 1:
             raise ValueError(f"neurons={neurons!r}: use stratified:N with N >= 1")
         return stratified_ids(everything, int(count_text), seed)
-    picked = []
-    for key in (k.strip() for k in text.split(",") if k.strip()):
-        match = [i for i in everything if key in (i.key, str(i), f"{i.layer}/{i.index}")]
-        if not match:
-            some = ", ".join(i.key for i in everything[:3])
-            raise DatasetError(
-                f"neuron {key!r} not in dataset ({len(everything)} neurons; keys look "
-                f"like {some}, or 'subject/layer/index', or 'layer/index')"
-            )
-        picked.append(match[0])
+    picked = [resolve_key(everything, k) for k in text.split(",") if k.strip()]
     return sorted(set(picked))
+
+
+def resolve_key(ids: Sequence[NeuronId], key: str) -> NeuronId:
+    """The neuron ``key`` names, as ``NeuronId.key``, ``subject/layer/index`` or ``layer/index``
+    (the first by id when ``layer/index`` is ambiguous); :class:`DatasetError` if none."""
+    key = key.strip()
+    everything = sorted(ids)
+    for i in everything:
+        if key in (i.key, str(i), f"{i.layer}/{i.index}"):
+            return i
+    some = ", ".join(i.key for i in everything[:3])
+    raise DatasetError(
+        f"neuron {key!r} not in dataset ({len(everything)} neurons; keys look "
+        f"like {some}, or 'subject/layer/index', or 'layer/index')"
+    )
 
 
 def select_neurons(ds: NeuronDataset, neurons: Neurons, seed: int = 0) -> list[NeuronRecord]:

@@ -1,4 +1,5 @@
-"""``neuronbench plant`` (planted-neuron dataset) and ``neuronbench validate`` (scorer validity)."""
+"""``neuronbench plant`` (planted-neuron dataset), ``validate`` (scorer validity) and
+``score`` (given explanations, any simulator)."""
 
 from __future__ import annotations
 
@@ -78,6 +79,7 @@ def register(sub: Any) -> None:
     v.add_argument("--neurons", default=None, help="comma-separated neuron keys (default: all)")
     v.add_argument("--json", action="store_true", help="last line: one JSON object")
     v.set_defaults(func=_validate)
+    _register_score(sub)
 
 
 def load_tokenizer(subject: str) -> Any:
@@ -177,5 +179,132 @@ def _validate(args: argparse.Namespace) -> int:
         }
         if agreement is not None:
             out["agreement"] = agreement.to_dict()
+        print(json.dumps(out))
+    return 0
+
+
+def _register_score(sub: Any) -> None:
+    s = sub.add_parser(
+        "score",
+        help="score given explanations (human-written, published) with any simulator",
+        description="Simulate each candidate explanation of each neuron and report its "
+        "correlation with the real activations (top_and_random, random_only, top_only), "
+        "as the simulation scorer would. Explanations: JSON {KEY: TEXT | [TEXT, ...] | "
+        '{NAME: TEXT}} or JSONL lines {"neuron": KEY, "explanation": TEXT, "name": NAME}.',
+    )
+    s.add_argument("dataset", help="neuron dataset directory")
+    s.add_argument("--explanations", required=True, help="JSON or JSONL explanations file")
+    s.add_argument(
+        "--simulator",
+        required=True,
+        help="comma-separated simulator kinds: lexical, embedding, logprob, generation",
+    )
+    s.add_argument(
+        "--model", default=None, help="inspect model for logprob/generation (neuronbench/smollm2)"
+    )
+    where = s.add_mutually_exclusive_group()
+    where.add_argument(
+        "--split", default="valid", choices=["calibration", "valid", "test"], help="default valid"
+    )
+    where.add_argument(
+        "--records",
+        choices=["all"],
+        default=None,
+        help="all: every top and random record (small hand-written neurons)",
+    )
+    s.add_argument("--n-records", type=int, default=None, help="with --split: at most N per group")
+    s.add_argument(
+        "--neurons", default=None, help="only these: N, stratified:N or comma-separated keys"
+    )
+    s.add_argument("--json", action="store_true", help="last line: one JSON object")
+    s.set_defaults(func=_score)
+
+
+def _fmt(x: float | None) -> str:
+    return f"{x:8.3f}" if x is not None else f"{'-':>8s}"
+
+
+def _simulator_problem(kinds: list[str], model: str | None) -> str | None:
+    from neuronbench.scorers.registry import SIMULATORS, simulator_needs_model
+
+    choices = f"choose from {', '.join(SIMULATORS)}"
+    if not kinds:
+        return f"--simulator names no simulator ({choices})"
+    unknown = [k for k in kinds if k not in SIMULATORS]
+    if unknown:
+        return f"unknown simulator {unknown[0]!r} ({choices})"
+    needs = [k for k in kinds if simulator_needs_model(k)]
+    if needs and model is None:
+        return f"simulator {needs[0]!r} needs --model (e.g. neuronbench/smollm2)"
+    return None
+
+
+def _candidates_by_neuron(path: str, ids: list[Any]) -> dict[str, dict[str, str]]:
+    """The file's candidates under ``NeuronId.key``, whatever key form the file used."""
+    from neuronbench.datasets import DatasetError
+    from neuronbench.evals.samples import resolve_key
+    from neuronbench.scorers.score_explanations import load_candidates
+
+    def resolve(raw: str) -> str:
+        try:
+            return resolve_key(ids, raw).key
+        except DatasetError as e:
+            raise DatasetError(f"{path}: {e}") from None
+
+    return load_candidates(path, resolve)
+
+
+def _score(args: argparse.Namespace) -> int:
+    import sys
+
+    from neuronbench.datasets import NeuronDataset
+    from neuronbench.evals.samples import select_ids
+    from neuronbench.scorers.score_explanations import score_explanations, summarize
+
+    kinds = _split(args.simulator)
+    problem = _simulator_problem(kinds, args.model)
+    if problem is not None:
+        print(f"neuronbench score: error: {problem}", file=sys.stderr)
+        return 2
+    ids = NeuronDataset.ids(args.dataset)
+    by_key = _candidates_by_neuron(args.explanations, ids)
+    chosen = select_ids(ids, args.neurons) if args.neurons else [i for i in ids if i.key in by_key]
+    ds = NeuronDataset.load(args.dataset, ids=chosen)
+    records = args.records or args.split
+    rows = score_explanations(
+        [ds.neurons[i] for i in chosen],
+        by_key,
+        kinds,
+        model=args.model,
+        records=records,
+        n_records=args.n_records,
+    )
+    print(
+        f"{'neuron':28s} {'candidate':12s} {'simulator':10s} "
+        f"{'top+rand':>8s} {'random':>8s} {'top':>8s}  status"
+    )
+    for r in rows:
+        note = f": {r.reason}" if r.reason else ""
+        print(
+            f"{r.neuron:28s} {r.candidate:12s} {r.simulator:10s} {_fmt(r.top_and_random)} "
+            f"{_fmt(r.random_only)} {_fmt(r.top_only)}  {r.status}{note}"
+        )
+    summary = summarize(rows)
+    for kind, s in summary.items():
+        print(
+            f"{kind}: mean top_and_random {_fmt(s['mean_top_and_random']).strip()} over "
+            f"{s['ok']} scored; {s['unscored']} unscored, {s['failed']} failed, "
+            f"{s['skipped']} skipped, {s['missing']} missing"
+        )
+    if args.json:
+        out = {
+            "dataset": str(args.dataset),
+            "explanations": str(args.explanations),
+            "records": records,
+            "simulators": kinds,
+            "model": args.model,
+            "rows": [r.to_dict() for r in rows],
+            "summary": summary,
+        }
         print(json.dumps(out))
     return 0
