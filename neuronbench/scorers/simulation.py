@@ -6,10 +6,24 @@ top + random records with the chosen simulator, and scores the simulation with
 :func:`neuronbench.scorers.correlation.score_simulation`.
 
 Score value: ``{"top_and_random", "random_only", "top_only"}`` correlations (NaN when
-unscored: inspect's sentinel, skipped by every metric), ``"scored"`` (1.0 / 0.0, always
-finite so failures can be counted) and, with ``calibrate=True``, ``"r2"`` and
-``"absolute_deviation_explained"``. Score metadata keeps what a viewer needs to show the
-per-token predictions next to the real activations.
+there is no score: inspect's sentinel, skipped by every metric), ``"scored"`` (1.0 / 0.0,
+always finite so failures can be counted) and, with ``calibrate=True``, ``"r2"`` and
+``"absolute_deviation_explained"``.
+
+Score metadata ``status`` says whose side a missing score is on:
+
+- ``ok``: scored. A simulation that is constant on a neuron whose activations vary scores
+  0 and sets ``constant_simulation`` (it explains nothing, and is counted). The empty
+  explanation (the ``empty`` control) is simulated like any other: it measures what the
+  simulator predicts from the tokens alone.
+- ``failed``: the explainer failed (flagged explanation) or the simulation did (no parse,
+  wrong shape, non-finite correlation): counts against the row.
+- ``unscored``: data side only: the real activations are constant over the scored records.
+- ``skipped``: the neuron's records cannot fill the split (sample metadata ``skip``);
+  nothing was simulated.
+
+The metadata also keeps what a viewer needs to show the per-token predictions next to
+the real activations.
 """
 
 from __future__ import annotations
@@ -21,15 +35,21 @@ from inspect_ai.scorer import Metric, Score, Scorer, Target, mean, scorer, stder
 from inspect_ai.solver import TaskState
 
 from neuronbench.datasets import NeuronRecord, ScoringSet, scoring_records
+from neuronbench.scorers._skip import sample_base, skip_reason, skipped_score
 from neuronbench.scorers.correlation import GROUPS, SimulationScores, score_simulation, shape_error
-from neuronbench.scorers.metrics import bootstrap_ci, frac_ge, mean_by_layer, n_failed, n_unscored
+from neuronbench.scorers.metrics import (
+    bootstrap_ci,
+    frac_ge,
+    mean_by_layer,
+    n_constant_simulation,
+    n_failed,
+    n_skipped,
+    n_unscored,
+)
 from neuronbench.scorers.simulators.base import Simulation, Simulator
 
 CALIBRATED = ("r2", "absolute_deviation_explained")
 """Value keys present only with ``calibrate=True``."""
-
-EMPTY_EXPLANATION = "empty explanation"
-"""Reason recorded when there is nothing to simulate (the ``empty`` control, or a blank answer)."""
 
 
 def simulation_metrics() -> dict[str, list[Metric]]:
@@ -42,7 +62,7 @@ def simulation_metrics() -> dict[str, list[Metric]]:
         "top_and_random": [*headline(), mean_by_layer()],
         "random_only": headline(),
         "top_only": headline(),
-        "scored": [mean(), n_failed(), n_unscored()],
+        "scored": [mean(), n_failed(), n_unscored(), n_skipped(), n_constant_simulation()],
         # absent keys resolve to nothing, so these appear only for calibrated runs
         "r2": [mean(), stderr()],
         "absolute_deviation_explained": [mean(), stderr()],
@@ -127,6 +147,11 @@ def simulation(
 
     async def score(state: TaskState, target: Target) -> Score:
         meta = state.metadata
+        skipped = skip_reason(meta)
+        if skipped is not None:  # the neuron cannot fill the split: nothing to simulate
+            base = {**sample_base(state, "simulation"), "simulator": simulator}
+            keys = [*GROUPS, *(CALIBRATED if calibrate else ())]
+            return skipped_score(keys, skipped, {**base, "constant_simulation": False})
         if not isinstance(meta.get("neuron"), dict):
             raise ValueError(
                 f"sample {state.sample_id}: no 'neuron' record in the sample metadata "
@@ -158,21 +183,19 @@ def simulation(
             why = f"explanation flagged: {', '.join(flags)}"
             scores = SimulationScores(None, None, None, {g: why for g in GROUPS})
             status, reason, code = "failed", why, "no_response"
-        elif not explanation.strip():
-            # The `empty` control: no information by design, so no score (not a failure).
-            scores = SimulationScores(None, None, None, {g: EMPTY_EXPLANATION for g in GROUPS})
-            status, reason, code = "unscored", EMPTY_EXPLANATION, "no_response"
         else:
+            # An empty explanation (the `empty` control) is simulated too: what the
+            # simulator predicts from the tokens alone is the floor explainers must beat.
             sim = await sim_impl.simulate(explanation, [r.tokens for r in scoring.all])
             calibration = None
             if calibrate:
+                # dealt first, so calibration has records whenever the scoring split has
                 cal_set = scoring_records(neuron, "calibration", n_records)
                 cal_sim = await sim_impl.simulate(explanation, [r.tokens for r in cal_set.all])
                 calibration = (cal_sim, cal_set)
             scores = score_simulation(sim, scoring, calibration)
-            problem = shape_error(sim, scoring.all)
-            if problem is not None:
-                status, reason, code = "failed", problem, "grader_failed"
+            if scores.failure is not None:
+                status, reason, code = "failed", scores.failure, "grader_failed"
             elif scores.top_and_random is None:
                 status, code = "unscored", "unscorable"
                 reason = scores.unscored.get("top_and_random", "no score")
@@ -184,6 +207,8 @@ def simulation(
             "status": status,
             "reason": reason,
             "unscored": dict(scores.unscored),
+            "constant_simulation": "top_and_random" in scores.constant_simulation,
+            "constant_groups": list(scores.constant_simulation),
             "n_tokens": scores.n_tokens,
             "records": _records_metadata(scoring, sim),
             "raw_output": None if sim is None else sim.raw_output,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,27 +19,44 @@ from inspect_ai.model import get_model
 
 from neuronbench.datasets import ActivationRecord, DatasetCard, NeuronDataset, train_records
 from neuronbench.evals import explain_neurons
-from neuronbench.evals.strategies._base import load_few_shot
+from neuronbench.evals.strategies._base import FewShotExample, load_few_shot
 from neuronbench.evals.strategies.token_activation_pairs import build_messages
 from tests.conftest import make_neuron, make_record
-from tests.evals._helpers import mock_output
+from tests.evals._helpers import golden_neuron, mock_output
 
 pytestmark = pytest.mark.usefixtures("no_tiktoken")
 
 
-def openai_prompt(records: Sequence[ActivationRecord]) -> list[tuple[str, str]]:
-    """OpenAI's explainer prompt for ``records``, as (role, text) pairs."""
+def openai_prompt(
+    records: Sequence[ActivationRecord], examples: Sequence[FewShotExample] | None = None
+) -> list[tuple[str, str]]:
+    """OpenAI's explainer prompt for ``records``, as (role, text) pairs, after OpenAI's
+    ORIGINAL few-shot examples or, when given, ``examples`` handed to OpenAI's builder."""
     from neuron_explainer.activations.activation_records import calculate_max_activation
     from neuron_explainer.activations.activations import ActivationRecord as OpenAIRecord
     from neuron_explainer.explanations.explainer import TokenActivationPairExplainer
-    from neuron_explainer.explanations.few_shot_examples import FewShotExampleSet
+    from neuron_explainer.explanations.few_shot_examples import Example, FewShotExampleSet
     from neuron_explainer.explanations.prompt_builder import PromptFormat, Role
 
-    theirs = [OpenAIRecord(tokens=list(r.tokens), activations=list(r.activations)) for r in records]
+    def conv(rs: Sequence[ActivationRecord]) -> list[OpenAIRecord]:
+        return [OpenAIRecord(tokens=list(r.tokens), activations=list(r.activations)) for r in rs]
+
+    example_set: Any = FewShotExampleSet.ORIGINAL
+    if examples is not None:
+        converted = [
+            Example(
+                activation_records=conv(e.records),
+                explanation=e.explanation,
+                first_revealed_activation_indices=[],
+            )
+            for e in examples
+        ]
+        example_set = SimpleNamespace(get_examples=lambda: converted)
+    theirs = conv(records)
     explainer = TokenActivationPairExplainer(
         model_name="gpt-4",
         prompt_format=PromptFormat.HARMONY_V4,
-        few_shot_example_set=FewShotExampleSet.ORIGINAL,
+        few_shot_example_set=example_set,
     )
     prompt = explainer.make_explanation_prompt(
         all_activation_records=theirs,
@@ -49,8 +67,14 @@ def openai_prompt(records: Sequence[ActivationRecord]) -> list[tuple[str, str]]:
     return [(Role(m["role"]).value, m["content"]) for m in prompt]
 
 
+def ours_with(
+    records: Sequence[ActivationRecord], examples: Sequence[FewShotExample]
+) -> list[tuple[str, str]]:
+    return [(m.role, m.text) for m in build_messages(records, examples)]
+
+
 def ours(records: Sequence[ActivationRecord]) -> list[tuple[str, str]]:
-    return [(m.role, m.text) for m in build_messages(records, load_few_shot("openai"))]
+    return ours_with(records, load_few_shot("openai"))
 
 
 def assert_same(mine: list[tuple[str, str]], theirs: list[tuple[str, str]]) -> None:
@@ -159,3 +183,40 @@ def test_openai_examples_are_read_from_the_package(neuron_explainer: ModuleType)
         assert [list(r.activations) for r in mine.records] == [
             r.activations for r in theirs.activation_records
         ]
+
+
+GOLDEN = Path(__file__).parents[1] / "evals" / "golden"
+
+
+def test_default_examples_golden_is_what_openai_builds(neuron_explainer: ModuleType) -> None:
+    """The golden prompt with our own default examples is pinned by OpenAI's builder fed the
+    same examples, not by the code that wrote it."""
+    records = train_records(golden_neuron(), 2)
+    theirs = openai_prompt(records, load_few_shot("default"))
+    assert_same(ours_with(records, load_few_shot("default")), theirs)
+    rendered = "".join(f"=== {role} ===\n{text}\n" for role, text in theirs)
+    golden = GOLDEN / "token_activation_pairs_default.txt"
+    assert rendered == golden.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_top_tokens_prompt_equals_openai_token_space_format(
+    case: str, neuron_explainer: ModuleType
+) -> None:
+    """top_tokens (zero-shot) against OpenAI's TokenSpaceRepresentationExplainer on our list."""
+    from neuron_explainer.explanations.explainer import TokenSpaceRepresentationExplainer
+    from neuron_explainer.explanations.prompt_builder import PromptFormat, Role
+
+    from neuronbench.evals.strategies import top_tokens
+    from neuronbench.evals.strategies._base import top_activating_tokens
+
+    records = CASES[case]()
+    tokens = [t for t, _ in top_activating_tokens(records, 20)]
+    explainer = TokenSpaceRepresentationExplainer(
+        model_name="gpt-4", prompt_format=PromptFormat.HARMONY_V4
+    )
+    prompt = explainer.make_explanation_prompt(tokens=tokens, max_tokens_for_completion=60)
+    assert isinstance(prompt, list)
+    theirs = [(Role(m["role"]).value, m["content"]) for m in prompt]
+    mine = [(m.role, m.text) for m in top_tokens.build_messages(records, (), n_tokens=20)]
+    assert_same(mine, theirs)
