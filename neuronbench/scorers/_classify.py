@@ -241,7 +241,7 @@ def classification_metrics() -> dict[str, list[Any]]:
     """Dict-form metrics for a classification score value (the list form would give 0)."""
     from inspect_ai.scorer import mean, stderr
 
-    from neuronbench.scorers.metrics import bootstrap_ci, n_failed, n_unscored
+    from neuronbench.scorers.metrics import bootstrap_ci, n_failed, n_skipped, n_unscored
 
     return {
         "balanced_accuracy": [mean(), stderr(), bootstrap_ci()],
@@ -249,7 +249,7 @@ def classification_metrics() -> dict[str, list[Any]]:
         "recall": [mean()],
         "f1": [mean(), stderr()],
         "auc": [mean(), stderr()],
-        "scored": [mean(), n_failed(), n_unscored()],
+        "scored": [mean(), n_failed(), n_unscored(), n_skipped()],
     }
 
 
@@ -281,6 +281,16 @@ def sample_context(
         "layer": neuron.id.layer,
     }
     return neuron, use_split, explanation, base
+
+
+def skipped(state: TaskState, scorer: str) -> Any:
+    """The ``skipped`` score when the sample's neuron cannot fill the split, else None."""
+    from neuronbench.scorers._skip import sample_base, skip_reason, skipped_score
+
+    reason = skip_reason(state.metadata)
+    if reason is None:
+        return None
+    return skipped_score(METRIC_KEYS, reason, sample_base(state, scorer))
 
 
 def need_both_reason(split: str, labelled: Labelled) -> str:

@@ -35,6 +35,7 @@ from neuronbench.scorers._classify import (
     record_text,
     sample_context,
     scorer_model,
+    skipped,
     to_score,
 )
 
@@ -119,6 +120,8 @@ def detection(
     """
 
     async def score(state: TaskState, target: Target) -> Score:
+        if (skip := skipped(state, "detection")) is not None:
+            return skip  # type: ignore[no-any-return]
         neuron, use_split, explanation, base = sample_context(state, "detection", split)
         if not explanation.strip():
             return to_score(None, base, "empty explanation")

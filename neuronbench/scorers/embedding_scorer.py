@@ -24,6 +24,8 @@ from neuronbench.scorers._classify import (
     record_text,
     sample_context,
 )
+from neuronbench.scorers._skip import sample_base, skip_reason, skipped_score
+from neuronbench.scorers.metrics import n_skipped
 
 
 def similarities(explanation: str, texts: list[str]) -> list[float]:
@@ -61,7 +63,7 @@ async def embedding_score(
     return value, labelled, sims
 
 
-@scorer(metrics={"auc": [mean(), stderr()], "scored": [mean()]})
+@scorer(metrics={"auc": [mean(), stderr()], "scored": [mean(), n_skipped()]})
 def embedding(
     split: str | None = None,
     n_records: int | None = None,
@@ -77,6 +79,9 @@ def embedding(
     """
 
     async def score(state: TaskState, target: Target) -> Score:
+        reason = skip_reason(state.metadata)
+        if reason is not None:
+            return skipped_score(["auc"], reason, sample_base(state, "embedding"))
         neuron, use_split, explanation, base = sample_context(state, "embedding", split)
         meta = {**base, "raw_output": None}
         nan = {"auc": math.nan, "scored": 0.0}

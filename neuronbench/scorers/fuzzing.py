@@ -31,6 +31,7 @@ from neuronbench.scorers._classify import (
     labelled_records,
     sample_context,
     scorer_model,
+    skipped,
     to_score,
 )
 from neuronbench.scorers.detection import neuron_seed
@@ -138,6 +139,8 @@ def fuzzing(
     """
 
     async def score(state: TaskState, target: Target) -> Score:
+        if (skip := skipped(state, "fuzzing")) is not None:
+            return skip  # type: ignore[no-any-return]
         neuron, use_split, explanation, base = sample_context(state, "fuzzing", split)
         if not explanation.strip():
             return to_score(None, base, "empty explanation")

@@ -1,10 +1,11 @@
 """inspect metrics over per-neuron explanation scores.
 
-Unscored and failed samples carry NaN in the score keys (inspect's unscored sentinel):
-inspect drops them before a dict-form metric runs, and every metric here drops
-non-finite values again itself, so a missing score never counts as 0. They are
-counted instead, on the score's always-finite ``scored`` key, by :func:`n_failed`
-and :func:`n_unscored` (which read ``status`` from the score metadata).
+Failed, unscored and skipped samples carry NaN in the score keys (inspect's unscored
+sentinel): inspect drops them before a dict-form metric runs, and every metric here drops
+non-finite values again itself, so a missing score never counts as 0. They are counted
+instead, on the score's always-finite ``scored`` key, by :func:`n_failed`,
+:func:`n_unscored` and :func:`n_skipped` (which read ``status`` from the score
+metadata). A constant simulation is a score (0), counted by :func:`n_constant_simulation`.
 
 In the log, dict-valued metrics are expanded (``bootstrap_ci_low``, ``frac_ge_0.8``,
 ``mean_by_layer_L3``), and inspect prefixes metric keys with ``neuronbench/`` when the
@@ -95,10 +96,30 @@ def n_failed() -> Metric:
 
 @metric
 def n_unscored() -> Metric:
-    """Number of samples with no headline score (empty explanation, constant vectors)."""
+    """Number of samples with no score for data-side reasons (constant real activations)."""
 
     def compute(scores: list[SampleScore]) -> int:
         return sum(_status(s) == "unscored" for s in scores)
+
+    return compute
+
+
+@metric
+def n_skipped() -> Metric:
+    """Number of samples whose neuron's records cannot fill the split (nothing was run)."""
+
+    def compute(scores: list[SampleScore]) -> int:
+        return sum(_status(s) == "skipped" for s in scores)
+
+    return compute
+
+
+@metric
+def n_constant_simulation() -> Metric:
+    """Number of samples scored 0 because the simulation was constant on a varying neuron."""
+
+    def compute(scores: list[SampleScore]) -> int:
+        return sum((s.score.metadata or {}).get("constant_simulation") is True for s in scores)
 
     return compute
 

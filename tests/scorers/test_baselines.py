@@ -44,11 +44,8 @@ def test_lexical_simulator_scores_a_planted_neuron_and_a_floor_for_a_wrong_expla
     wrong_scores = score_simulation(wrong, scoring)
     assert wrong_scores.top_and_random is not None and wrong_scores.top_and_random < good_score
     nothing = asyncio.run(LexicalSimulator().simulate("the token", records))
-    assert (
-        score_simulation(nothing, scoring)
-        .unscored["top_and_random"]
-        .startswith("simulated activations are constant")
-    )
+    constant = score_simulation(nothing, scoring)  # predicts nothing: explains nothing
+    assert constant.top_and_random == 0.0 and "top_and_random" in constant.constant_simulation
 
 
 def test_token_windows_clip_at_record_ends():
@@ -74,4 +71,8 @@ def test_embedding_simulator_ranks_the_explained_concept_first():
     scores = score_simulation(sim, scoring)
     assert scores.top_and_random is not None and scores.top_and_random > 0.3
     empty = asyncio.run(EmbeddingSimulator().simulate("  ", records))
-    assert score_simulation(empty, scoring).top_and_random is None
+    assert score_simulation(empty, scoring).constant_simulation == [
+        "top_and_random",
+        "random_only",
+        "top_only",
+    ]

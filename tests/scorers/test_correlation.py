@@ -1,4 +1,4 @@
-"""Correlation scoring: pooled Pearson vs numpy, unscored reasons, calibration."""
+"""Correlation scoring: pooled Pearson vs numpy, constant and non-finite cases, calibration."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from neuronbench.scorers import (
     r2,
     score_simulation,
 )
+from neuronbench.scorers.correlation import NonFiniteScore, checked_correlation
 from tests.conftest import make_neuron
 
 
@@ -67,13 +68,71 @@ def test_constant_real_vector_is_unscored_with_reason():
     assert scores.top_and_random is not None and scores.top_only is not None
 
 
-def test_constant_predictions_are_unscored_never_zero():
+def test_constant_predictions_of_a_varying_neuron_score_zero_and_are_flagged():
     neuron = make_neuron(n_tokens_per_record=8)
     scoring = scoring_records(neuron, "valid")
     sim = Simulation(predictions=[[3.0] * len(r.tokens) for r in scoring.all])
     scores = score_simulation(sim, scoring)
-    assert scores.as_dict() == {"top_and_random": None, "random_only": None, "top_only": None}
-    assert all("simulated activations are constant" in v for v in scores.unscored.values())
+    assert scores.as_dict() == {"top_and_random": 0.0, "random_only": 0.0, "top_only": 0.0}
+    assert scores.constant_simulation == ["top_and_random", "random_only", "top_only"]
+    assert scores.unscored == {} and scores.failure is None
+
+
+def test_constant_on_one_group_only_is_flagged_for_that_group():
+    neuron = make_neuron(n_tokens_per_record=8)
+    scoring = scoring_records(neuron, "valid")
+    n_top = len(scoring.top)
+    # varies on the top records, predicts 0 everywhere on the random ones
+    preds = [list(r.activations) for r in scoring.top] + [[0.0] * 8 for _ in scoring.random]
+    scores = score_simulation(Simulation(predictions=preds), scoring)
+    assert scores.constant_simulation == ["random_only"]
+    assert scores.random_only == 0.0 and scores.top_only == pytest.approx(1.0)
+    real = np.concatenate([r.activations for r in scoring.all])
+    assert scores.top_and_random == pytest.approx(
+        np.corrcoef(real, np.concatenate(preds))[0, 1], abs=1e-12
+    )
+    assert n_top == len(scoring.random)
+
+
+def test_constant_real_and_constant_prediction_is_unscored_not_zero():
+    # data side wins: nothing could be predicted for a neuron that never varies
+    with pytest.raises(Unscorable, match="real activations are constant"):
+        correlation_score([2.0, 2.0, 2.0], [1.0, 1.0, 1.0])
+    assert correlation_score([0.0, 1.0, 2.0], [5.0, 5.0, 5.0]) == 0.0
+
+
+def test_non_finite_correlations_are_never_clamped():
+    assert checked_correlation(1.0 + 1e-15) == 1.0  # rounding overshoot
+    assert checked_correlation(-1.0 - 1e-15) == -1.0
+    assert checked_correlation(0.25) == 0.25
+    for bad in (float("nan"), float("inf"), -float("inf"), 1.1, -1.0 - 1e-6):
+        with pytest.raises(NonFiniteScore):
+            checked_correlation(bad)
+    # activations so large that the mean overflows: an error, where min/max clamping
+    # turned the NaN into a perfect 1.0
+    with pytest.raises(NonFiniteScore):
+        correlation_score([1.7e308, 1.7e308, -1.7e308], [0.0, 1.0, 2.0])
+    with pytest.raises(NonFiniteScore, match="non-finite simulated"):
+        correlation_score([0.0, 1.0], [0.0, float("nan")])
+
+
+def test_correlation_is_exact_for_huge_and_tiny_magnitudes():
+    x = np.array([0.0, 1.0, 3.0, 2.0])
+    y = np.array([3.0, 2.0, 0.0, 1.5])
+    r = np.corrcoef(x, y)[0, 1]
+    for scale in (1e200, 1e-300, 1.0):
+        # unscaled dot products overflow (1e200) or underflow (1e-300) here
+        assert correlation_score(x * scale, y * scale) == pytest.approx(r, abs=1e-12)
+
+
+def test_non_finite_headline_is_a_failure_not_a_score():
+    neuron = make_neuron(n_tokens_per_record=8)
+    scoring = scoring_records(neuron, "valid")
+    for rec in scoring.all:  # finite, but the pooled mean overflows
+        rec.activations = [1.7e308 if i % 3 else -1.7e308 for i in range(len(rec.tokens))]
+    scores = score_simulation(_random_sim(scoring.all), scoring)
+    assert scores.top_and_random is None
+    assert scores.failure is not None and "not a finite value" in scores.failure
 
 
 def test_failed_or_misshapen_simulation_is_unscored_with_the_error():
@@ -127,10 +186,20 @@ def test_linear_calibration_recovers_a_scaled_simulator():
     assert uncal.r2 is None and "r2" not in uncal.unscored
 
 
-def test_calibration_with_constant_predictions_is_unscored():
+def test_calibration_with_constant_predictions_predicts_the_calibration_mean():
     neuron = make_neuron(n_tokens_per_record=8)
     scoring, cal_set = scoring_records(neuron, "valid"), scoring_records(neuron, "calibration")
     flat = Simulation(predictions=[[1.0] * len(r.tokens) for r in cal_set.all])
+    cal_real = np.concatenate([r.activations for r in cal_set.all])
+    assert fit_linear_calibration(cal_real, np.ones_like(cal_real)) == pytest.approx(
+        (0.0, cal_real.mean())
+    )
     scores = score_simulation(_random_sim(scoring.all), scoring, calibration=(flat, cal_set))
-    assert scores.r2 is None
-    assert scores.unscored["r2"] == "calibration predictions are constant"
+    # slope 0: the scoring predictions carry no weight, every token gets the calibration mean
+    real = np.concatenate([r.activations for r in scoring.all])
+    c = cal_real.mean()
+    assert scores.r2 == pytest.approx(1 - np.mean((real - c) ** 2) / np.mean(real**2))
+    assert scores.absolute_deviation_explained == pytest.approx(
+        1 - np.mean(np.abs(real - c)) / np.mean(np.abs(real))
+    )
+    assert "r2" not in scores.unscored

@@ -10,7 +10,7 @@ from inspect_ai.dataset import Sample
 from inspect_ai.model import get_model
 from inspect_ai.solver import Generate, TaskState, solver
 
-from neuronbench.datasets import scoring_records
+from neuronbench.datasets import ActivationRecord, scoring_records
 from neuronbench.scorers import Simulation, build_scorers, score_simulation, simulation
 from neuronbench.scorers.simulators.lexical import LexicalSimulator
 from tests.scorers.conftest import planted_neuron, scripted_answer
@@ -30,8 +30,11 @@ def fixed_explanation():
     return solve
 
 
-def _sample(explanation: str, flags: tuple[str, ...] = (), **neuron_kw) -> Sample:
+def _sample(
+    explanation: str, flags: tuple[str, ...] = (), skip: str | None = None, **neuron_kw
+) -> Sample:
     neuron = planted_neuron(**neuron_kw)
+    extra = {} if skip is None else {"skip": skip}
     return Sample(
         id=neuron.id.key,
         input="explain",
@@ -41,8 +44,20 @@ def _sample(explanation: str, flags: tuple[str, ...] = (), **neuron_kw) -> Sampl
             "split": "valid",
             "scripted": explanation,
             "scripted_flags": list(flags),
+            **extra,
         },
     )
+
+
+def _flat_records(first: int, n: int) -> list[ActivationRecord]:
+    """Records on which the neuron never varies (activation 1.0 on every token)."""
+    return [
+        ActivationRecord(tokens=[" a", " London", " b"], activations=[1.0] * 3, position=first + i)
+        for i in range(n)
+    ]
+
+
+SKIP = "valid split needs >=1 top and >=1 random record; neuron has 8 top and 0 random records"
 
 
 def _run(tmp_path, samples, scorer, **kw):
@@ -68,6 +83,16 @@ def test_lexical_scorer_values_metadata_and_metrics(tmp_path):
         _sample("", layer=1, index=3, seed=3),  # the empty control
         _sample("the token", layer=2, index=4, seed=4),  # names nothing: constant prediction
         _sample("mentions of London", ("copied_from_prompt",), layer=2, index=5, seed=5),
+        # data side: real activations constant over the scored records
+        _sample(
+            "mentions of London",
+            layer=3,
+            index=6,
+            top=_flat_records(0, 8),
+            random=_flat_records(1000, 6),
+        ),
+        # too few records to fill the split: skipped, and scoring it would raise
+        _sample("mentions of London", skip=SKIP, layer=3, index=7, random=[]),
     ]
     log = _run(tmp_path, samples, simulation(simulator="lexical"))
     scores = {s.id: s.scores["simulation"] for s in log.samples}
@@ -96,16 +121,34 @@ def test_lexical_scorer_values_metadata_and_metrics(tmp_path):
     assert rec["predictions"] == sim.predictions[0]
     assert rec["position"] == scoring.top[0].position
 
+    # the empty control is simulated too; lexically it predicts 0 everywhere: explains nothing
     empty = scores["test-subject-L1-N3"]
-    assert empty.metadata["status"] == "unscored"
-    assert empty.metadata["reason"] == "empty explanation"
-    assert all(math.isnan(empty.value[k]) for k in ("top_and_random", "random_only", "top_only"))
-    assert empty.value["scored"] == 0.0
-    assert empty.metadata["records"][0]["predictions"] is None
+    assert empty.metadata["status"] == "ok" and empty.metadata["constant_simulation"] is True
+    assert empty.value == {
+        "top_and_random": 0.0,
+        "random_only": 0.0,
+        "top_only": 0.0,
+        "scored": 1.0,
+    }
+    assert empty.metadata["records"][0]["predictions"] == [0.0] * 16
 
-    constant = scores["test-subject-L2-N4"]
-    assert constant.metadata["status"] == "unscored"
-    assert constant.metadata["reason"].startswith("simulated activations are constant")
+    constant = scores["test-subject-L2-N4"]  # a constant simulation of a varying neuron: 0
+    assert constant.metadata["status"] == "ok" and constant.metadata["reason"] is None
+    assert constant.metadata["constant_simulation"] is True
+    assert constant.metadata["constant_groups"] == ["top_and_random", "random_only", "top_only"]
+    assert constant.value["top_and_random"] == 0.0 and constant.value["scored"] == 1.0
+    assert first.metadata["constant_simulation"] is False
+
+    flat = scores["test-subject-L3-N6"]  # the neuron never varies: unscored, whatever is said
+    assert flat.metadata["status"] == "unscored"
+    assert flat.metadata["reason"].startswith("real activations are constant")
+    assert math.isnan(flat.value["top_and_random"]) and flat.value["scored"] == 0.0
+
+    skipped = scores["test-subject-L3-N7"]
+    assert skipped.metadata["status"] == "skipped" and skipped.metadata["reason"] == SKIP
+    assert skipped.metadata["neuron_id"] == "test-subject-L3-N7"
+    assert all(math.isnan(skipped.value[k]) for k in ("top_and_random", "random_only", "top_only"))
+    assert skipped.value["scored"] == 0.0 and skipped.reason == "skipped"
 
     flagged = scores["test-subject-L2-N5"]  # an explainer failure: failed, not 0, not dropped
     assert flagged.metadata["status"] == "failed"
@@ -114,17 +157,20 @@ def test_lexical_scorer_values_metadata_and_metrics(tmp_path):
 
     m = _metrics(log)
     scored = [scores[k].value["top_and_random"] for k in scores if scores[k].value["scored"]]
-    assert len(scored) == 3
-    assert m["top_and_random"]["mean"] == pytest.approx(sum(scored) / 3)
+    assert len(scored) == 5 and scored.count(0.0) == 2
+    assert m["top_and_random"]["mean"] == pytest.approx(sum(scored) / 5)
     low, high = (m["top_and_random"][f"bootstrap_ci_{k}"] for k in ("low", "high"))
     assert low <= m["top_and_random"]["mean"] <= high
-    assert m["top_and_random"]["frac_ge_0.8"] == pytest.approx(sum(v >= 0.8 for v in scored) / 3)
+    assert m["top_and_random"]["frac_ge_0.8"] == pytest.approx(sum(v >= 0.8 for v in scored) / 5)
     by_layer = {k: v for k, v in m["top_and_random"].items() if "mean_by_layer" in k}
-    assert set(by_layer) == {"mean_by_layer_L0", "mean_by_layer_L1"}
+    assert set(by_layer) == {"mean_by_layer_L0", "mean_by_layer_L1", "mean_by_layer_L2"}
     assert by_layer["mean_by_layer_L0"] == pytest.approx(first.value["top_and_random"])
-    assert m["scored"]["n_unscored"] == 2
+    assert by_layer["mean_by_layer_L2"] == 0.0
+    assert m["scored"]["n_unscored"] == 1
     assert m["scored"]["n_failed"] == 1
-    assert m["scored"]["mean"] == pytest.approx(3 / 6)
+    assert m["scored"]["n_skipped"] == 1
+    assert m["scored"]["n_constant_simulation"] == 2
+    assert m["scored"]["mean"] == pytest.approx(5 / 8)
 
 
 def test_generation_scorer_flags_malformed_output_and_reuses_the_cache(tmp_path, monkeypatch):
