@@ -43,9 +43,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "leaderboard",
         help="leaderboard (md/csv/json + plots) from explain_neurons inspect logs",
-        description="One row per explainer × strategy × simulator: mean score with bootstrap 95%% CI, "
-        "fraction ≥ 0.8, random-only score, failures, tokens and cost per neuron; paired bootstrap "
-        "differences against a baseline row over the neurons both scored.",
+        description="One row per explainer × strategy × simulator. Rows are compared only "
+        "with rows of the same simulator, dataset and split, and only on the neurons every "
+        "such row scored (the 'compared' column; a row that scored no neuron is left out of "
+        "that set): mean score with bootstrap 95% CI, fraction ≥ 0.8, random-only score, "
+        "rank, and paired bootstrap differences against a baseline row are all over those "
+        "neurons. Coverage is its own column: neurons scored, and samples failed (explainer "
+        "or simulation failure), unscored (constant real activations), skipped (the neuron's "
+        "records cannot fill the split); 'const. sim' counts samples scored 0 because the "
+        "simulation was constant. 'own mean' is each row's mean over its own scored "
+        "neurons (not comparable across rows). Also tokens and cost per neuron.",
     )
     p.add_argument("log_dir", help="directory of inspect logs")
     p.add_argument("--out", help="output directory (default LOG_DIR/results)")

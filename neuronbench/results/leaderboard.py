@@ -1,11 +1,21 @@
 """The leaderboard: one row per explainer × strategy × simulator, from inspect logs.
 
-Each row's headline is the mean simulation score (top-and-random correlation) over the
-neurons it scored, with a bootstrap 95% CI over neurons. Failed and unscored neurons
-are counted, never averaged in as zeros. Differences between rows use a *paired*
-bootstrap over the neurons both rows scored (see ``bootstrap.paired_bootstrap_diff``).
-With several epochs (explanations sampled N times per neuron) a neuron's score is the
-mean over its scored epochs, and the row also reports test-retest agreement.
+Rows are compared only with rows scored the same way (same dataset, split and simulator:
+scores of different simulators are not on one scale), and within such a group only on
+the **common neurons**: those every row of the group scored. A row's headline (mean
+top-and-random correlation, its bootstrap 95% CI, ≥0.8, random-only, top-only), its
+rank and its paired difference against the baseline are all taken over those neurons.
+Averaging each row over its own scored neurons instead rewards failing on hard neurons:
+a row 0.05 worse on every neuron that drops its hardest third outranks the better row.
+That own-neuron mean is still reported, as the secondary column ``mean_own``.
+
+Coverage is its own set of columns, from each sample's score status: scored (neurons),
+failed (the explainer or simulation failed), unscored (data side: constant real
+activations), skipped (the neuron's records cannot fill the split), and
+constant_simulation (scored 0: the simulation was constant on a varying neuron). A row
+that scored no neuron is left out of its group's common set (it would empty it) and has
+no mean. With several epochs a neuron's score is the mean over its scored epochs, and
+the row also reports test-retest agreement.
 """
 
 from __future__ import annotations
@@ -54,25 +64,37 @@ class Row:
     n_neurons: int
     """Distinct neurons in the logs for this row."""
     n_scored: int
-    """Neurons with a score in at least one epoch; the mean is over these."""
+    """Neurons with a score in at least one epoch (``mean_own`` is over these)."""
+    n_common: int
+    """Neurons every row of this row's group scored: ``mean``, its CI, the fractions and
+    the paired differences are over these (0 when the row scored nothing)."""
     failed: int
-    """Samples (neuron × epoch) that failed: unparseable simulation, sample error, no score."""
+    """Samples (neuron × epoch) that failed: flagged explanation, unparseable or misshapen
+    simulation, sample error, no score."""
     unscored: int
-    """Samples with no score by design (e.g. constant activations): not the explainer's fault."""
+    """Samples with no score for data-side reasons (constant real activations): no one's fault."""
+    skipped: int
+    """Samples whose neuron's records cannot fill the split: nothing was run for them."""
+    constant_simulation: int
+    """Scored samples whose simulation was constant on a varying neuron (scored 0)."""
     mean: float
-    """Mean top-and-random score over scored neurons."""
+    """Mean top-and-random score over the common neurons: the ranking key."""
     ci_low: float
     """Lower end of the bootstrap 95% CI of ``mean``."""
     ci_high: float
     """Upper end of the bootstrap 95% CI of ``mean``."""
     frac_ge_0_8: float
-    """Fraction of scored neurons with score ≥ 0.8 (the paper's "well explained")."""
+    """Fraction of common neurons with score ≥ 0.8 (the paper's "well explained")."""
     frac_ge_0_5: float
-    """Fraction of scored neurons with score ≥ 0.5."""
+    """Fraction of common neurons with score ≥ 0.5."""
     random_only: float
-    """Mean random-only score: how well the explanation predicts typical, not top, text."""
+    """Mean random-only score over the common neurons: how well the explanation predicts
+    typical, not top, text (neurons whose random records are constant left out)."""
     top_only: float
-    """Mean top-only score."""
+    """Mean top-only score over the common neurons."""
+    mean_own: float
+    """Mean top-and-random score over the row's own scored neurons (``n_scored``). Not
+    comparable across rows: a row that fails on hard neurons looks better here."""
     tokens_per_neuron: float
     """Mean tokens per sample (one explanation of one neuron), explainer and simulator."""
     explainer_tokens_per_neuron: float
@@ -88,25 +110,30 @@ class Row:
     extra: dict[str, float] = field(default_factory=dict)
     """Means of other scorers' values (detection, fuzzing, embedding), by ``scorer.key``."""
     neuron_scores: dict[str, float] = field(default_factory=dict, repr=False)
-    """Neuron key → score (mean over scored epochs); the input of paired comparisons."""
+    """Neuron key → score (mean over scored epochs) for every neuron the row scored."""
+    common: list[str] = field(default_factory=list, repr=False)
+    """The group's common neuron keys (sorted): what ``mean`` and the comparisons use."""
+    part_scores: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
+    """``random_only`` / ``top_only`` → neuron key → score, like ``neuron_scores``."""
 
 
 @dataclass
 class Comparison:
-    """A paired difference ``row − baseline`` over the neurons both scored."""
+    """A paired difference ``row − baseline`` over their group's common neurons."""
 
     row: str
     """Label of the row compared."""
     baseline: str
     """Label of the baseline row."""
     diff: float
-    """Mean over shared neurons of (row score − baseline score)."""
+    """Mean over the common neurons of (row score − baseline score); equals
+    ``row.mean − baseline.mean``, since both are over the same neurons."""
     ci_low: float
     """Lower end of the paired bootstrap 95% CI of ``diff``."""
     ci_high: float
     """Upper end of the paired bootstrap 95% CI of ``diff``."""
     n_shared: int
-    """Neurons scored by both rows: the only ones the difference uses."""
+    """Neurons the difference uses: the group's common neurons."""
 
 
 @dataclass
@@ -132,6 +159,8 @@ class Leaderboard:
         for r in self.rows:
             d = asdict(r)
             d.pop("neuron_scores")
+            d.pop("common")
+            d.pop("part_scores")
             rows.append(d)
         out = {
             "baseline": self.baseline,
@@ -158,12 +187,17 @@ def _mean(values: Any) -> float:
     return sum(finite) / len(finite) if finite else float("nan")
 
 
-def _build_row(group: pd.DataFrame, n_resamples: int, seed: int) -> Row:
+def _per_neuron(ok: pd.DataFrame, column: str) -> dict[str, float]:
+    """Neuron key → mean of ``column`` over the neuron's scored epochs (finite values only)."""
+    means = ok.groupby("neuron")[column].mean()
+    return {str(k): float(v) for k, v in means.items() if math.isfinite(v)}
+
+
+def _build_row(group: pd.DataFrame) -> Row:
+    """A row with its own figures; the common-neuron figures are filled by :func:`_compare_on`."""
     first = group.iloc[0]
     ok = group[group["status"] == "ok"]
-    per_neuron = ok.groupby("neuron")["score"].mean()
-    scores = {str(k): float(v) for k, v in per_neuron.items()}
-    ci = bootstrap_mean(list(scores.values()), n_resamples=n_resamples, seed=seed)
+    scores = _per_neuron(ok, "score")
     epochs = int(group["epoch"].nunique())
     agreement = None
     if epochs >= 2:
@@ -172,7 +206,8 @@ def _build_row(group: pd.DataFrame, n_resamples: int, seed: int) -> Row:
             by_epoch.setdefault(str(rec.neuron), {})[int(rec.epoch)] = float(rec.score)
         agreement = retest_agreement(by_epoch)
     extra_keys = sorted({k for e in group["extra"] for k in e})
-    n = len(scores)
+    status = group["status"]
+    nan = float("nan")
     return Row(
         rank=0,
         label=str(first["row"]),
@@ -183,25 +218,60 @@ def _build_row(group: pd.DataFrame, n_resamples: int, seed: int) -> Row:
         split=str(first["split"]),
         control=bool(first["control"]),
         n_neurons=int(group["neuron"].nunique()),
-        n_scored=n,
-        failed=int(group["status"].isin(["failed", "error", "missing"]).sum()),
-        unscored=int((group["status"] == "unscored").sum()),
-        mean=ci.estimate,
-        ci_low=ci.low,
-        ci_high=ci.high,
-        frac_ge_0_8=sum(s >= 0.8 for s in scores.values()) / n if n else float("nan"),
-        frac_ge_0_5=sum(s >= 0.5 for s in scores.values()) / n if n else float("nan"),
-        random_only=_mean(ok.groupby("neuron")["random_only"].mean()),
-        top_only=_mean(ok.groupby("neuron")["top_only"].mean()),
+        n_scored=len(scores),
+        n_common=0,
+        failed=int(status.isin(["failed", "error", "missing"]).sum()),
+        unscored=int((status == "unscored").sum()),
+        skipped=int((status == "skipped").sum()),
+        constant_simulation=int(group["constant_simulation"].fillna(False).astype(bool).sum())
+        if "constant_simulation" in group
+        else 0,
+        mean=nan,
+        ci_low=nan,
+        ci_high=nan,
+        frac_ge_0_8=nan,
+        frac_ge_0_5=nan,
+        random_only=nan,
+        top_only=nan,
+        mean_own=_mean(scores.values()),
         tokens_per_neuron=_mean(group["tokens"]),
         explainer_tokens_per_neuron=_mean(group["explainer_tokens"]),
-        cost_per_neuron=_mean(group["cost"]) if group["cost"].notna().any() else float("nan"),
+        cost_per_neuron=_mean(group["cost"]) if group["cost"].notna().any() else nan,
         epochs=epochs,
-        retest_pearson=agreement.pearson if agreement else float("nan"),
-        retest_within_sd=agreement.within_sd if agreement else float("nan"),
-        extra={k: _mean(e.get(k, float("nan")) for e in group["extra"]) for k in extra_keys},
+        retest_pearson=agreement.pearson if agreement else nan,
+        retest_within_sd=agreement.within_sd if agreement else nan,
+        extra={k: _mean(e.get(k, nan) for e in group["extra"]) for k in extra_keys},
         neuron_scores=scores,
+        part_scores={c: _per_neuron(ok, c) for c in ("random_only", "top_only")},
     )
+
+
+def common_neurons(rows: list[Row]) -> list[str]:
+    """Neurons every row that scored anything scored (sorted); rows that scored none are
+    left out, since one row with no scores would otherwise empty the comparison."""
+    sets = [set(r.neuron_scores) for r in rows if r.neuron_scores]
+    return sorted(set.intersection(*sets)) if sets else []
+
+
+def _compare_on(row: Row, common: list[str], n_resamples: int, seed: int) -> None:
+    """Fill ``row``'s headline figures over the ``common`` neurons."""
+    if not row.neuron_scores:
+        return
+    row.common = common
+    row.n_common = len(common)
+    x = [row.neuron_scores[k] for k in common]
+    ci = bootstrap_mean(x, n_resamples=n_resamples, seed=seed)
+    row.mean, row.ci_low, row.ci_high = ci.estimate, ci.low, ci.high
+    n = len(x)
+    row.frac_ge_0_8 = sum(s >= 0.8 for s in x) / n if n else float("nan")
+    row.frac_ge_0_5 = sum(s >= 0.5 for s in x) / n if n else float("nan")
+    parts = row.part_scores
+    row.random_only = _mean(parts["random_only"].get(k, float("nan")) for k in common)
+    row.top_only = _mean(parts["top_only"].get(k, float("nan")) for k in common)
+
+
+def _on(row: Row, common: list[str]) -> dict[str, float]:
+    return {k: row.neuron_scores[k] for k in common if k in row.neuron_scores}
 
 
 def find_row(rows: list[Row], spec: str) -> Row:
@@ -248,20 +318,29 @@ def build_leaderboard(
             raise ValueError(f"--epochs must be ≥ 1, got {epochs}")
         samples = samples[samples["epoch"] <= epochs]
     keys = ["dataset", "split", "row"]
-    rows = [_build_row(g, n_resamples, seed) for _, g in samples.groupby(keys, sort=False)]
+    rows = [_build_row(g) for _, g in samples.groupby(keys, sort=False)]
     if epochs is not None:
         short = [r.label for r in rows if r.epochs < epochs]
         if short:
             raise ValueError(f"--epochs {epochs}: fewer epochs in the logs of {short}")
+
+    # Scores from different simulators (or datasets, splits) are not on one scale, so rows
+    # are compared only within a group scored the same way, and on the neurons every row
+    # of the group scored; each group has its own baseline (the named row's group, or per
+    # group the best non-control row).
+    def group(r: Row) -> tuple[str, str, str]:
+        return (r.dataset, r.split, r.simulator)
+
+    groups: dict[tuple[str, str, str], list[Row]] = {}
+    for r in rows:
+        groups.setdefault(group(r), []).append(r)
+    for members in groups.values():
+        common = common_neurons(members)
+        for r in members:
+            _compare_on(r, common, n_resamples, seed)
     rows.sort(key=lambda r: (-(r.mean if math.isfinite(r.mean) else -math.inf), r.label))
     for i, r in enumerate(rows, start=1):
         r.rank = i
-
-    # Scores from different simulators (or datasets, splits) are not on one scale, so each
-    # row is compared only with a baseline scored the same way: the named row's group, or
-    # per group the best non-control row.
-    def group(r: Row) -> tuple[str, str, str]:
-        return (r.dataset, r.split, r.simulator)
 
     bases: dict[tuple[str, str, str], Row] = {}
     if baseline is not None:
@@ -278,7 +357,7 @@ def build_leaderboard(
         if base is None or r is base:
             continue
         d = paired_bootstrap_diff(
-            r.neuron_scores, base.neuron_scores, n_resamples=n_resamples, seed=seed
+            _on(r, base.common), _on(base, r.common), n_resamples=n_resamples, seed=seed
         )
         comparisons.append(Comparison(r.label, base.label, d.estimate, d.low, d.high, d.n))
     base = next(iter(bases.values()), None)
@@ -302,11 +381,23 @@ def _ci(est: float, low: float, high: float) -> str:
     return f"{_f(est)} [{_f(low)}, {_f(high)}]"
 
 
+def coverage(r: Row) -> str:
+    """``scored/neurons`` plus the non-zero failed / unscored / skipped sample counts."""
+    parts = [f"{r.n_scored}/{r.n_neurons}"]
+    parts += [
+        f"{n} {what}"
+        for n, what in ((r.failed, "failed"), (r.unscored, "unscored"), (r.skipped, "skipped"))
+        if n
+    ]
+    return " · ".join(parts)
+
+
 def to_markdown(lb: Leaderboard) -> str:
     """Compact Markdown tables for the README: rows, paired differences, test-retest."""
     multi = len({(r.dataset, r.split) for r in lb.rows}) > 1
     head = ["#", "explainer", "strategy", "simulator"] + (["dataset", "split"] if multi else [])
-    head += ["score [95% CI]", "≥0.8", "random-only", "failed", "tokens/n", "$/n", "neurons"]
+    head += ["score [95% CI]", "≥0.8", "random-only", "compared", "coverage", "const. sim"]
+    head += ["own mean", "tokens/n", "$/n"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in lb.rows:
         strategy = f"{r.strategy} (control)" if r.control else r.strategy
@@ -317,19 +408,29 @@ def to_markdown(lb: Leaderboard) -> str:
             _ci(r.mean, r.ci_low, r.ci_high),
             _f(r.frac_ge_0_8, 2),
             _f(r.random_only),
-            str(r.failed) if not r.unscored else f"{r.failed} (+{r.unscored} unscored)",
+            str(r.n_common),
+            coverage(r),
+            str(r.constant_simulation),
+            _f(r.mean_own),
             "–" if not math.isfinite(r.tokens_per_neuron) else f"{r.tokens_per_neuron:.0f}",
             cost,
-            f"{r.n_scored}/{r.n_neurons}",
         ]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    lines += [
+        "",
+        "Score, CI, ≥0.8 and random-only are over the *compared* neurons: those every row "
+        "with the same simulator (and dataset, split) scored. Coverage: neurons scored / in "
+        "the logs, then failed, unscored (constant real activations) and skipped (too few "
+        "records) samples. Const. sim: samples scored 0 for a constant simulation. Own mean: "
+        "over the row's own scored neurons (not comparable across rows).",
+    ]
     out = ["\n".join(lines)]
     for base_label in dict.fromkeys(c.baseline for c in lb.comparisons):
         cmp = [
             f"Paired differences vs **{base_label}** (row − baseline, same simulator, "
-            "paired bootstrap over shared neurons):",
+            "paired bootstrap over the compared neurons):",
             "",
-            "| row | Δ score [95% CI] | shared neurons |",
+            "| row | Δ score [95% CI] | compared neurons |",
             "|---|---|---|",
         ]
         cmp += [

@@ -29,11 +29,18 @@ CONTROL_STRATEGIES = frozenset({"empty", "shuffled", "random", "random_explanati
 
 
 def _statuses(sample: EvalSampleSummary) -> str:
-    """JSON ``{score name: {"status", "reason"}}`` from a sample's score metadata."""
+    """JSON ``{score name: {"status", "reason", "constant_simulation"}}`` from score metadata.
+
+    Scalars, so they survive inspect's thinning of summaries.
+    """
     out: dict[str, dict[str, Any]] = {}
     for name, score in (sample.scores or {}).items():
         meta = score.metadata or {}
-        out[name] = {"status": meta.get("status"), "reason": meta.get("reason")}
+        out[name] = {
+            "status": meta.get("status"),
+            "reason": meta.get("reason"),
+            "constant_simulation": meta.get("constant_simulation") is True,
+        }
     return json.dumps(out)
 
 
@@ -127,7 +134,9 @@ def load_samples(log_dir: str | os.PathLike[str]) -> pd.DataFrame:
     Columns: ``row`` (explainer · strategy · simulator), ``explainer``, ``strategy``,
     ``simulator``, ``dataset``, ``split``, ``control``, ``neuron``, ``epoch``, ``layer``,
     ``index``, ``subject``, ``firing_rate``, ``max_activation``, ``explanation``,
-    ``status`` (ok / failed / unscored / error / missing), ``reason``, ``score``
+    ``status`` (the headline score's metadata status: ok / failed / unscored / skipped, or
+    error / missing when the sample has no headline score), ``reason``,
+    ``constant_simulation`` (scored 0 because the simulation was constant), ``score``
     (top_and_random), ``random_only``, ``top_only``, ``tokens``, ``explainer_tokens``,
     ``cost``, ``log``, and ``extra`` (other scorers' numeric values, flattened).
     When the same neuron and epoch of the same row appears in several logs (a rerun),
@@ -167,12 +176,14 @@ def load_samples(log_dir: str | os.PathLike[str]) -> pd.DataFrame:
         statuses = _loads(rec.get("score_status")) or {}
         primary = _primary(values)
         value = values.get(primary, {}) if primary else {}
+        constant = False
         if primary is None:
             status = "error" if rec.get("error") else "missing"
             reason = rec.get("error") or "no simulation score"
         else:
             status = statuses.get(primary, {}).get("status") or "ok"
             reason = statuses.get(primary, {}).get("reason")
+            constant = statuses.get(primary, {}).get("constant_simulation") is True
         score = _num(value.get("top_and_random")) if isinstance(value, dict) else _num(value)
         if status == "ok" and math.isnan(score):
             status, reason = "failed", reason or "status ok but no finite score"
@@ -202,6 +213,7 @@ def load_samples(log_dir: str | os.PathLike[str]) -> pd.DataFrame:
                 "explanation": rec.get("metadata_explanation") or "",
                 "status": status,
                 "reason": reason,
+                "constant_simulation": constant and status == "ok",
                 "score": score if status == "ok" else float("nan"),
                 "random_only": _part(value, "random_only", status),
                 "top_only": _part(value, "top_only", status),

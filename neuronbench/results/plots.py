@@ -103,18 +103,22 @@ def make_plots(lb: Leaderboard, out_dir: str | os.PathLike[str]) -> dict[str, Pa
     ax.set_xlabel("layer")
     ax.set_ylabel("mean score (95% CI)")
     ax.set_title("Mean score by layer")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     _save(fig, paths["score_by_layer"])
     plt.close(fig)
 
     # score vs firing rate (log x): rare neurons are where scores are least reliable
     fig, ax = plt.subplots(figsize=(8, 4.5))
+    plotted = False
     for i, (r, d) in enumerate(zip(rows, per_row, strict=True)):
         d = d[d["firing_rate"] > 0]
+        plotted = plotted or not d.empty
         ax.scatter(
             d["firing_rate"], d["score"], s=10, alpha=0.6, label=_short(r), color=colors(i % 10)
         )
-    ax.set_xscale("log")
+    if plotted:  # a log axis with no positive data cannot be drawn (no row scored anything)
+        ax.set_xscale("log")
     ax.set_xlabel("firing rate (fraction of tokens with activation > 0)")
     ax.set_ylabel("score")
     ax.set_title("Score vs firing rate (rare neurons: few nonzero activations, noisy scores)")
@@ -142,7 +146,8 @@ def make_plots(lb: Leaderboard, out_dir: str | os.PathLike[str]) -> dict[str, Pa
     ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
     ax.set_ylabel("mean score (95% CI)")
     ax.set_title("Cost vs score")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     _save(fig, paths["cost_vs_score"])
     plt.close(fig)
     return paths

@@ -42,7 +42,9 @@ def test_run_writes_leaderboard_and_resumes(tmp_path: Path) -> None:
     strategies = sorted(r["strategy"] for r in lb["rows"])
     assert strategies == ["baseline", "empty", "shuffled"]
     empty = next(r for r in lb["rows"] if r["strategy"] == "empty")
-    assert empty["n_scored"] == 0 and empty["unscored"] == 4  # never a silent 0
+    # the empty explanation is simulated: lexically a constant 0, scored 0 and counted
+    assert empty["n_scored"] == 4 and empty["unscored"] == 0
+    assert empty["constant_simulation"] == 4 and empty["mean"] == 0.0
     assert (out / "leaderboard.md").read_text().count("\n| ") >= 4
     assert sorted(p.name for p in (out / "plots").glob("*.png"))
     assert summary["rows"] == 3 and (out / "run.json").exists()

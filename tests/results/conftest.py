@@ -51,6 +51,10 @@ class RowSpec:
     """Neuron indices whose simulation fails (status ``failed``, NaN values)."""
     unscored: list[int] = field(default_factory=list)
     """Neuron indices with status ``unscored`` (NaN values, as for failed)."""
+    skipped: list[int] = field(default_factory=list)
+    """Neuron indices with status ``skipped`` (NaN values; too few records)."""
+    constant: list[int] = field(default_factory=list)
+    """Neuron indices whose simulation is constant: status ``ok``, score 0, flagged."""
     epochs: int = 1
     """Epochs (independent explanations per neuron)."""
     seed: int = 1
@@ -122,7 +126,13 @@ def _run(spec: RowSpec, log_dir: Path) -> None:
                     value=value,
                     metadata=meta | {"status": "unscored", "reason": "constant", "records": []},
                 )
-            s = true_score(spec, i, state.epoch)
+            if i in spec.skipped:
+                return Score(
+                    value=value,
+                    metadata=meta | {"status": "skipped", "reason": "0 random", "records": []},
+                )
+            s = 0.0 if i in spec.constant else true_score(spec, i, state.epoch)
+            meta["constant_simulation"] = i in spec.constant
             acts = [0.0, 0.5, 1.0 + i, 0.0, 2.0, 0.0, 0.1, 0.0]
             records = [
                 {
@@ -135,6 +145,8 @@ def _run(spec: RowSpec, log_dir: Path) -> None:
                 for g, p in (("top", 3), ("random", 1003))
             ]
             value = {"top_and_random": s, "random_only": s - 0.2, "top_only": s + 0.1}
+            if i in spec.constant:  # a constant simulation correlates 0 with every group
+                value = dict.fromkeys(value, 0.0)
             return Score(
                 value=value, metadata=meta | {"status": "ok", "reason": None, "records": records}
             )

@@ -19,8 +19,16 @@ STRONG, WEAK, CONTROL = MAIN_SPECS
 
 
 def _expected(spec: RowSpec) -> dict[str, float]:
-    skip = set(spec.failed) | set(spec.unscored)
-    return {neuron_key(i): true_score(spec, i) for i in range(spec.neurons) if i not in skip}
+    skip = set(spec.failed) | set(spec.unscored) | set(spec.skipped)
+    return {
+        neuron_key(i): 0.0 if i in spec.constant else true_score(spec, i)
+        for i in range(spec.neurons)
+        if i not in skip
+    }
+
+
+COMMON = sorted(set.intersection(*(set(_expected(s)) for s in MAIN_SPECS)))
+"""Neurons every main row scored: the weak row's 26 (it has 30 neurons, 4 not scored)."""
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +49,21 @@ def test_one_row_per_explainer_strategy_simulator_sorted_by_score(lb) -> None:  
 
 
 def test_row_figures_match_the_generated_scores(lb) -> None:  # type: ignore[no-untyped-def]
+    assert len(COMMON) == 26
     for row, spec in zip(lb.rows, MAIN_SPECS, strict=True):
         expected = _expected(spec)
+        on_common = [expected[k] for k in COMMON]
         assert row.neuron_scores == pytest.approx(expected)
-        assert row.mean == pytest.approx(np.mean(list(expected.values())))
+        assert row.common == COMMON and row.n_common == 26
+        assert row.mean == pytest.approx(np.mean(on_common))
+        assert row.mean_own == pytest.approx(np.mean(list(expected.values())))
         assert row.random_only == pytest.approx(row.mean - 0.2)
-        assert row.frac_ge_0_8 == pytest.approx(np.mean([s >= 0.8 for s in expected.values()]))
+        assert row.top_only == pytest.approx(row.mean + 0.1)
+        assert row.frac_ge_0_8 == pytest.approx(np.mean([s >= 0.8 for s in on_common]))
         assert row.n_neurons == spec.neurons
         assert row.n_scored == len(expected)
         assert (row.failed, row.unscored) == (len(spec.failed), len(spec.unscored))
+        assert (row.skipped, row.constant_simulation) == (0, 0)
         # two mock generate calls per sample (explainer + simulator), 110 tokens and $0.001 each
         assert row.tokens_per_neuron == 220
         assert row.explainer_tokens_per_neuron == 110
@@ -69,20 +83,21 @@ def test_paired_differences_use_shared_neurons_only(lb) -> None:  # type: ignore
     by_row = {c.row: c for c in lb.comparisons}
     assert set(by_row) == {weak.label, control.label}
     c = by_row[weak.label]
-    shared = sorted(set(_expected(WEAK)) & set(_expected(STRONG)))
-    assert c.n_shared == len(shared) == 26
+    assert c.n_shared == len(COMMON) == 26
     diff = np.mean(
         [
             true_score(WEAK, int(k.split("N")[-1])) - true_score(STRONG, int(k.split("N")[-1]))
-            for k in shared
+            for k in COMMON
         ]
     )
     assert c.diff == pytest.approx(diff)
-    assert c.diff != pytest.approx(weak.mean - strong.mean, abs=1e-3)  # unpaired would differ
+    # both means are over the same neurons, so the difference of means is the paired mean
+    assert c.diff == pytest.approx(weak.mean - strong.mean, abs=1e-12)
+    assert c.diff != pytest.approx(weak.mean_own - strong.mean_own, abs=1e-3)
     assert c.ci_low < WEAK.mu - STRONG.mu < c.ci_high
     # pairing cancels the shared per-neuron difficulty: far narrower than either row's CI
     assert (c.ci_high - c.ci_low) < 0.5 * (weak.ci_high - weak.ci_low)
-    assert by_row[control.label].n_shared == 40
+    assert by_row[control.label].n_shared == 26
 
 
 def test_baseline_option_picks_a_row_and_rejects_ambiguity(main_logs: Path) -> None:
@@ -97,11 +112,20 @@ def test_baseline_option_picks_a_row_and_rejects_ambiguity(main_logs: Path) -> N
 def test_written_markdown_csv_json(lb, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     paths = write_leaderboard(lb, tmp_path)
     md = paths["md"].read_text()
-    assert "shuffled (control)" in md and "3 (+1 unscored)" in md and "26/30" in md
+    assert "shuffled (control)" in md and "| 26/30 · 3 failed · 1 unscored |" in md
+    assert "| 26 | 40/40 |" in md  # compared neurons, then coverage of a complete row
     assert "Paired differences" in md
     rows = list(csv.DictReader(paths["csv"].open()))
     assert [r["explainer"] for r in rows] == ["mockllm/strong", "mockllm/weak", "mockllm/strong"]
     assert float(rows[1]["mean"]) == pytest.approx(lb.rows[1].mean)
+    assert float(rows[1]["mean_own"]) == pytest.approx(lb.rows[1].mean_own)
+    assert [rows[1][k] for k in ("n_common", "failed", "unscored", "skipped")] == [
+        "26",
+        "3",
+        "1",
+        "0",
+    ]
+    assert rows[1]["constant_simulation"] == "0"
     data = json.loads(paths["json"].read_text())
     assert data["rows"][0]["retest_pearson"] is None  # NaN → null, valid JSON
     assert data["comparisons"][0]["n_shared"] == 26
