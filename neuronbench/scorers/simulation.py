@@ -149,9 +149,9 @@ def simulation(
         meta = state.metadata
         skipped = skip_reason(meta)
         if skipped is not None:  # the neuron cannot fill the split: nothing to simulate
-            base = {**sample_base(state, "simulation"), "simulator": simulator}
             keys = [*GROUPS, *(CALIBRATED if calibrate else ())]
-            return skipped_score(keys, skipped, {**base, "constant_simulation": False})
+            meta_skip = {**sample_base(state, "simulation"), "simulator": simulator}
+            return skipped_score(keys, skipped, {**meta_skip, "constant_simulation": False})
         if not isinstance(meta.get("neuron"), dict):
             raise ValueError(
                 f"sample {state.sample_id}: no 'neuron' record in the sample metadata "
