@@ -3,9 +3,9 @@
 Quantile sampling needs bin edges over per-record max activation before it can put a
 record in a bin. Exact edges would need a full first pass. Instead the recorder runs
 the subject on a *boundary sample*: the ``boundary_records`` records with the smallest
-random hash keys over the whole corpus (the same keys as the random sample, so it is a
-uniform sample and the random sample is its prefix). Which records those are depends
-only on positions, not activations, so every shard finds the same sample on its own and
+random hash keys over the whole corpus (one key per record, shared by all neurons, so
+it is a uniform sample and one forward pass serves every neuron). Which records those
+are depends only on positions, not activations, so every shard finds the same sample on its own and
 computes the same boundaries; no coordination and no second pass. The edges are the
 ``j / n_quantiles`` quantiles (linear interpolation) of the sample's record maxima, per
 neuron; when the corpus has no more records than the sample they are exact.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 from typing import TYPE_CHECKING, Any
 
-from neuronbench.subjects._state import RANDOM_SALT, RecorderConfig, record_key
+from neuronbench.subjects._state import BOUNDARY_SALT, RecorderConfig, record_key
 
 if TYPE_CHECKING:
     import torch
@@ -40,7 +40,7 @@ def boundary_sample(tokenizer: Any, cfg: RecorderConfig) -> list[tuple[int, list
         seed=cfg.seed,
     )
     for rec in stream:
-        item = (-record_key(cfg.seed, RANDOM_SALT, rec.position), rec.position, rec.token_ids)
+        item = (-record_key(cfg.seed, BOUNDARY_SALT, rec.position), rec.position, rec.token_ids)
         if len(heap) < cfg.boundary_records:
             heapq.heappush(heap, item)
         elif item[0] > heap[0][0]:

@@ -18,7 +18,8 @@ from neuronbench.subjects._state import LayerState, RecorderConfig, RecorderStat
 
 STATE_FILE = "state.safetensors"
 CHECKPOINT_DIR = ".checkpoint"
-FORMAT = "neuronbench-recorder-state/1"
+FORMAT = "neuronbench-recorder-state/2"
+"""/2: random samples per neuron (``L{layer}.rand_key``/``rand_pos``); /1 shared one sample."""
 
 
 def save_state(state: RecorderState, path: str | Path) -> Path:
@@ -26,7 +27,7 @@ def save_state(state: RecorderState, path: str | Path) -> Path:
     from safetensors.torch import save_file
 
     path = Path(path)
-    tensors = {"rand_key": state.rand_key, "rand_pos": state.rand_pos}
+    tensors = {}
     for layer, ls in state.layers.items():
         for name in LayerState.TENSORS:
             tensors[f"L{layer}.{name}"] = getattr(ls, name)
@@ -64,6 +65,12 @@ def load_state(path: str | Path) -> RecorderState:
         raise DatasetError(f"{path}: corrupt recorder state ({e})") from None
     try:
         header: dict[str, Any] = json.loads(meta["neuronbench"])
+        if header.get("format") == "neuronbench-recorder-state/1":
+            raise DatasetError(
+                f"{path}: recorder state from an older neuronbench (one random sample shared "
+                "by all neurons); record again (delete it to start over) or finish and merge "
+                "it with that version"
+            )
         if header.get("format") != FORMAT:
             raise DatasetError(f"{path}: unknown state format {header.get('format')!r}")
         config = RecorderConfig.from_dict(header["config"])
@@ -74,8 +81,6 @@ def load_state(path: str | Path) -> RecorderState:
         return RecorderState(
             config=config,
             layers=layers,
-            rand_key=tensors["rand_key"],
-            rand_pos=tensors["rand_pos"],
             n_tokens=int(header["n_tokens"]),
             n_records=int(header["n_records"]),
             consumed=int(header["consumed"]),

@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--random",
         type=int,
         default=30,
-        help="random records, shared by all neurons (default: %(default)s)",
+        help="random records per neuron, never among its top records (default: %(default)s)",
     )
     p.add_argument(
         "--quantiles",

@@ -22,14 +22,19 @@ from neuronbench.datasets import (
 from neuronbench.subjects._merge import canonical, moments
 from neuronbench.subjects._state import EMPTY, RecorderState
 
+SAMPLING = "per-neuron/disjoint"
+"""Card ``extra["sampling"]``: each neuron's random sample is its own (bottom-k of a per-neuron
+hash) and excludes its top records; quantile samples exclude both. Datasets recorded before
+this have no such field: one random sample shared by all neurons, possibly overlapping top."""
+
 
 def needed_positions(state: RecorderState) -> set[int]:
     """Every position a finished neuron record will show."""
     import torch
 
-    parts = [state.rand_pos]
+    parts = []
     for ls in state.layers.values():
-        parts += [ls.top_pos.flatten(), ls.q_pos.flatten()]
+        parts += [ls.top_pos.flatten(), ls.rand_pos.flatten(), ls.q_pos.flatten()]
     allpos = torch.unique(torch.cat(parts))
     return {int(p) for p in allpos.tolist() if p != EMPTY}
 
@@ -89,6 +94,7 @@ def make_card(state: RecorderState, extra: dict[str, Any] | None = None) -> Data
             "boundary_records": cfg.boundary_records,
             "quantile_boundaries": "quantiles of record max activation over a uniform "
             "hash sample of boundary_records records",
+            "sampling": SAMPLING,
             "max_tokens": cfg.max_tokens,
             "n_records": state.n_records,
             "timings": {k: round(v, 3) for k, v in state.timings.items()},
@@ -113,7 +119,6 @@ def _layers(
     state: RecorderState, tokens: dict[int, list[str]]
 ) -> Iterator[tuple[int, list[NeuronRecord]]]:
     cfg = state.config
-    rand_pos = state.rand_pos.tolist()
 
     def recs(positions: list[int], acts: list[list[float]]) -> list[ActivationRecord]:
         return [
@@ -126,6 +131,7 @@ def _layers(
         mo = moments(ls, state.n_tokens)
         top_pos = ls.top_pos.T.tolist()  # (n, k)
         top_act = ls.top_act.transpose(0, 1).tolist()  # (n, k, L)
+        rand_pos = ls.rand_pos.T.tolist()  # (n, r)
         rand_act = ls.rand_act.transpose(0, 1).tolist()  # (n, r, L)
         q_pos = ls.q_pos.permute(2, 0, 1).tolist()  # (n, Q, p)
         q_act = ls.q_act.permute(2, 0, 1, 3).tolist()  # (n, Q, p, L)
@@ -136,7 +142,7 @@ def _layers(
                 NeuronRecord(
                     id=NeuronId(cfg.subject_name, layer, j),
                     top=recs(top_pos[j], top_act[j]),
-                    random=recs(rand_pos, rand_act[j]),
+                    random=recs(rand_pos[j], rand_act[j]),
                     quantile=[recs(q_pos[j][q], q_act[j][q]) for q in range(cfg.n_quantiles)],
                     quantile_boundaries=bounds[j] if cfg.n_quantiles else [],
                     mean=mo.mean[j],

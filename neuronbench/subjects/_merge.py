@@ -1,24 +1,34 @@
 """Merging shard states exactly, canonical slot order, and the moments a state reports.
 
 Every summary is order-independent (see ``_state``), so merging is the same selection
-applied to the union of two states: top-k by (max activation desc, position asc),
-bottom-k by (key, position), moments by Pébay's pairwise formula.
+applied to the union of two states, run as the same cascade: top-k by (max activation
+desc, position asc); the top records that lose go with both states' random records into
+the per-neuron bottom-k by (key, position); the random records that lose go with both
+states' bin samples into each bin's bottom-p. Moments merge by Pébay's pairwise formula.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from neuronbench.datasets.errors import DatasetError
 from neuronbench.subjects._state import (
+    EMPTY,
+    QUANTILE_SALT,
+    RANDOM_SALT,
     LayerState,
     RecorderConfig,
     RecorderState,
     lexorder,
+    neuron_keys,
     new_state,
     take,
 )
 from neuronbench.subjects._stream import combine_moments
+
+if TYPE_CHECKING:
+    import torch
 
 
 def merge(states: list[RecorderState]) -> RecorderState:
@@ -74,27 +84,63 @@ def _merge_into(out: RecorderState, s: RecorderState) -> None:
     import torch
 
     cfg = out.config
-    keys = torch.cat([out.rand_key, s.rand_key])
-    poss = torch.cat([out.rand_pos, s.rand_pos])
-    rand_order = lexorder(keys, poss, 0, descending=False)[: cfg.n_random]
-    out.rand_key, out.rand_pos = keys[rand_order], poss[rand_order]
     for layer, a in out.layers.items():
         b = s.layers[layer]
+        neurons = torch.arange(cfg.d_mlp)
+        # top-k of the union; the rest (k, n) goes down to the random selection
         vals = torch.cat([a.top_val, b.top_val])  # (2k, n)
         tpos = torch.cat([a.top_pos, b.top_pos])
-        order = lexorder(vals, tpos, 0, descending=True)[: cfg.top_k]
-        a.top_act = take(torch.cat([a.top_act, b.top_act]), order, 0)
-        a.top_val, a.top_pos = vals.gather(0, order), tpos.gather(0, order)
-        a.rand_act = torch.cat([a.rand_act, b.rand_act])[rand_order]
-        qk = torch.cat([a.q_key, b.q_key], dim=1)  # (Q, 2p, n)
-        qp = torch.cat([a.q_pos, b.q_pos], dim=1)
-        qorder = lexorder(qk, qp, 1, descending=False)[:, : cfg.per_quantile]
-        a.q_act = take(torch.cat([a.q_act, b.q_act], dim=1), qorder, 1)
-        a.q_key, a.q_pos = qk.gather(1, qorder), qp.gather(1, qorder)
+        tact = torch.cat([a.top_act, b.top_act])  # (2k, n, L)
+        order = lexorder(vals, tpos, 0, descending=True)
+        keep, drop = order[: cfg.top_k], order[cfg.top_k :]
+        a.top_act = take(tact, keep, 0)
+        a.top_val, a.top_pos = vals.gather(0, keep), tpos.gather(0, keep)
+        down_pos, down_act = tpos.gather(0, drop), take(tact, drop, 0)
+        if cfg.n_random:
+            down_key = neuron_keys(cfg.seed, RANDOM_SALT, layer, down_pos, neurons)
+            rkey = torch.cat([a.rand_key, b.rand_key, down_key])  # (2r + k, n)
+            rpos = torch.cat([a.rand_pos, b.rand_pos, down_pos])
+            ract = torch.cat([a.rand_act, b.rand_act, down_act])
+            order = lexorder(rkey, rpos, 0, descending=False)
+            keep, drop = order[: cfg.n_random], order[cfg.n_random :]
+            a.rand_act = take(ract, keep, 0)
+            a.rand_key, a.rand_pos = rkey.gather(0, keep), rpos.gather(0, keep)
+            down_pos, down_act = rpos.gather(0, drop), take(ract, drop, 0)
+        if cfg.n_quantiles:
+            _merge_bins(a, b, cfg.seed, layer, down_pos, down_act, cfg.per_quantile)
         combine_moments(a, out.n_tokens, b.mean, b.m2, b.m3, b.m4, s.n_tokens)
         a.fire = a.fire + b.fire
     out.n_tokens += s.n_tokens
     out.n_records += s.n_records
+
+
+def _merge_bins(
+    a: LayerState,
+    b: LayerState,
+    seed: int,
+    layer: int,
+    down_pos: torch.Tensor,
+    down_act: torch.Tensor,
+    per_quantile: int,
+) -> None:
+    """Each bin of ``a`` <- bottom-p of both bin samples and the passed-down records
+    (``down_pos`` (m, n), ``down_act`` (m, n, L)) that fall in the bin."""
+    import torch
+
+    neurons = torch.arange(down_pos.shape[1])
+    down_key = neuron_keys(seed, QUANTILE_SALT, layer, down_pos, neurons)  # (m, n)
+    down_bin = (down_act.amax(dim=-1)[:, None] >= a.q_bound[None]).sum(dim=1)  # (m, n)
+    keys, poss, acts = [], [], []
+    for q in range(a.q_key.shape[0]):
+        inside = down_bin == q
+        qk = torch.cat([a.q_key[q], b.q_key[q], torch.where(inside, down_key, EMPTY)])
+        qp = torch.cat([a.q_pos[q], b.q_pos[q], torch.where(inside, down_pos, EMPTY)])
+        keep = lexorder(qk, qp, 0, descending=False)[:per_quantile]  # (p, n)
+        keys.append(qk.gather(0, keep))
+        poss.append(qp.gather(0, keep))
+        inside_act = torch.where(inside[..., None], down_act, 0.0)  # empty slots hold zeros
+        acts.append(take(torch.cat([a.q_act[q], b.q_act[q], inside_act]), keep, 0))
+    a.q_key, a.q_pos, a.q_act = torch.stack(keys), torch.stack(poss), torch.stack(acts)
 
 
 def canonical(state: RecorderState) -> RecorderState:
@@ -102,10 +148,10 @@ def canonical(state: RecorderState) -> RecorderState:
     asc), random and bin samples by (key, position) asc. Streaming leaves slots in arrival
     order; after this, equal record sets give equal tensors (a merge is already canonical).
     """
-    order = lexorder(state.rand_key, state.rand_pos, 0, descending=False)
-    state.rand_key, state.rand_pos = state.rand_key[order], state.rand_pos[order]
     for ls in state.layers.values():
-        ls.rand_act = ls.rand_act[order]
+        rand = lexorder(ls.rand_key, ls.rand_pos, 0, descending=False)
+        ls.rand_act = take(ls.rand_act, rand, 0)
+        ls.rand_key, ls.rand_pos = ls.rand_key.gather(0, rand), ls.rand_pos.gather(0, rand)
         top = lexorder(ls.top_val, ls.top_pos, 0, descending=True)
         ls.top_act = take(ls.top_act, top, 0)
         ls.top_val, ls.top_pos = ls.top_val.gather(0, top), ls.top_pos.gather(0, top)

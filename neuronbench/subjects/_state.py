@@ -1,23 +1,45 @@
 """Recorder state: bounded, exactly mergeable summaries of a stream of activation records.
 
 Everything a recording keeps is a fixed-size tensor per layer, vectorized over neurons,
-whatever the corpus length:
+whatever the corpus length. Each neuron keeps three disjoint record samples, filled as a
+*cascade*: a record is offered to the neuron's top-k; a record that does not enter it, or
+is later pushed out of it, is offered to the random sample; one that does not enter that,
+or is pushed out of it, is offered to its quantile bin.
 
 - **top-k** by record max activation, with per-token activations. Ties are broken by the
   lower record position, so the selection is a pure function of the *set* of records
   seen: merging shards gives exactly the single-run result.
-- **random sample**: bottom-k by a hash key of the record position. The key is the same
-  for every neuron (records are shared across neurons, as in OpenAI's data) and does not
-  depend on arrival order, so the k smallest keys of a union are the k smallest of the
-  k smallest of each part: merge is exact by construction.
-- **quantile samples**: the same bottom-k-by-hash idea within each bin of record max
-  activation (a second, independent key), per neuron. The bin boundaries must be fixed
-  before the stream starts; the recorder computes them from a hash sample of records
-  (see ``_boundaries``) and every shard uses the same ones.
+- **random sample**: per neuron, the ``n_random`` records with the smallest hash key
+  ``neuron_key(seed, RANDOM_SALT, layer, neuron, position)`` among the records that are
+  *not* in the neuron's final top-k. Per neuron because OpenAI's random samples are,
+  and because one shared sample leaks: a shared random record can also be one of a
+  neuron's top records, shown to the explainer in ``train`` and then scored as a random
+  record (224 of 1,536 neurons of a 20k-token recording). Excluding the neuron's top
+  records means no scored random record is one the explainer saw.
+- **quantile samples**: per neuron and per bin of record max activation, the
+  ``per_quantile`` smallest keys of a second, independent per-neuron hash
+  (``QUANTILE_SALT``) among the records in neither the top-k nor the random sample. The
+  bin boundaries must be fixed before the stream starts; the recorder computes them from
+  a hash sample of records (see ``_boundaries``) and every shard uses the same ones.
 - **moments**: count, mean and central sums M2..M4 in float64, combined batch by batch
   with the pairwise formulas of Chan et al. / Pébay (2008), which stay accurate where raw
   power sums would cancel. Shard merge uses the same formula, so it matches a single run
   to float rounding.
+
+Why the cascade is exact although the final top-k is known only at the end: a record
+that fails to enter the running top-k, or is evicted from it, already has k better
+records and can never be in the final top-k; a record in the final top-k is never
+evicted. So the set offered to the random sample, *seen minus running top-k*, only
+grows, and at the end it is *all minus final top-k*. Bottom-k by a fixed key of a
+growing set, offered each element once in any order, is the bottom-k of the final set.
+The same holds one stage down (a record evicted from the random sample never returns),
+so the quantile samples are exact too. Memory is what a shared sample used: ``n_random``
+records per neuron, plus their keys and positions.
+
+Why merge stays exact: the shards' top-k, random and quantile samples are each the same
+selection over that shard's records; merging keeps the top-k of the union, offers the
+top records it drops to the random selection, and the random records that selection
+drops to the quantile bins (``_merge``), which is the cascade applied to the union.
 
 This module holds the data and the keys; ``_stream`` folds batches in, ``_merge`` merges
 and sorts, ``_checkpoint`` saves and loads. Pure tensor code: no model, corpus or files.
@@ -28,16 +50,21 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     import torch
 
 EMPTY = 2**63 - 1
 """Position and key of an empty slot: sorts after every real record."""
 _M64 = 2**64 - 1
+BOUNDARY_SALT = 0
+"""Salt of the record key (shared by all neurons) that picks the quantile-boundary sample."""
 RANDOM_SALT = 0
-"""Salt of the key that picks the random sample (and the quantile-boundary sample)."""
+"""Salt of the per-neuron key that picks each neuron's random sample."""
 QUANTILE_SALT = 1
-"""Salt of the key that samples records within a quantile bin (independent of the random one)."""
+"""Salt of the per-neuron key that samples records within a quantile bin (independent of the
+random one)."""
 
 
 @dataclass
@@ -63,7 +90,7 @@ class RecorderConfig:
     top_k: int
     """Top records kept per neuron."""
     n_random: int
-    """Random records kept (shared by all neurons)."""
+    """Random records kept per neuron (its own sample, disjoint from its top records)."""
     n_quantiles: int
     """Quantile bins per neuron (0 = no quantile samples)."""
     per_quantile: int
@@ -105,12 +132,16 @@ class LayerState:
     """(k, n) int64: corpus position of each kept top record (``EMPTY`` = empty)."""
     top_act: torch.Tensor
     """(k, n, L) float32: per-token activations of the kept top records."""
+    rand_key: torch.Tensor
+    """(r, n) int64: per-neuron hash keys of the random records (``EMPTY`` = empty slot)."""
+    rand_pos: torch.Tensor
+    """(r, n) int64: positions of each neuron's random records."""
     rand_act: torch.Tensor
-    """(r, n, L) float32: per-token activations of the shared random records."""
+    """(r, n, L) float32: per-token activations of each neuron's random records."""
     q_bound: torch.Tensor
     """(Q-1, n) float32: interior bin edges of record max activation, ascending."""
     q_key: torch.Tensor
-    """(Q, p, n) int64: hash keys of the records kept per bin (``EMPTY`` = empty slot)."""
+    """(Q, p, n) int64: per-neuron hash keys of the records kept per bin (``EMPTY`` = empty)."""
     q_pos: torch.Tensor
     """(Q, p, n) int64: positions of the records kept per bin."""
     q_act: torch.Tensor
@@ -130,6 +161,8 @@ class LayerState:
         "top_val",
         "top_pos",
         "top_act",
+        "rand_key",
+        "rand_pos",
         "rand_act",
         "q_bound",
         "q_key",
@@ -145,16 +178,12 @@ class LayerState:
 
 @dataclass
 class RecorderState:
-    """The whole recording so far: config, shared random sample and per-layer summaries."""
+    """The whole recording so far: config and per-layer summaries."""
 
     config: RecorderConfig
     """What is being recorded."""
     layers: dict[int, LayerState]
     """Per-layer summaries."""
-    rand_key: torch.Tensor
-    """(r,) int64: hash keys of the random records (``EMPTY`` = empty slot)."""
-    rand_pos: torch.Tensor
-    """(r,) int64: positions of the random records."""
     n_tokens: int = 0
     """Tokens folded into the moments (all layers see the same tokens)."""
     n_records: int = 0
@@ -187,10 +216,48 @@ def _mix(x: int) -> int:
     return x ^ (x >> 31)
 
 
-def record_keys(seed: int, salt: int, positions: list[int]) -> torch.Tensor:
+def neuron_key(seed: int, salt: int, layer: int, neuron: int, position: int) -> int:
+    """A record's int64 key for one neuron: an independent hash stream per (layer, neuron).
+
+    ``record_key`` with the neuron folded into the constant, so for each neuron distinct
+    positions still get distinct keys. The scalar reference for :func:`neuron_keys`.
+    """
+    c = _mix(_mix((seed * 2 + salt) & _M64) ^ _mix(_neuron_tag(layer, neuron)))
+    x = _mix((position ^ c) & _M64)
+    return x - 2**64 if x >= 2**63 else x
+
+
+def _neuron_tag(layer: int, neuron: int) -> int:
+    return ((layer & 0xFFFFFFFF) << 32) | (neuron & 0xFFFFFFFF)
+
+
+def neuron_keys(
+    seed: int, salt: int, layer: int, positions: torch.Tensor, neurons: torch.Tensor
+) -> torch.Tensor:
+    """:func:`neuron_key` elementwise over broadcast ``positions`` and ``neurons`` (int64).
+
+    Empty positions (``EMPTY``) get the empty key, so empty slots stay last.
+    """
     import torch
 
-    return torch.tensor([record_key(seed, salt, p) for p in positions], dtype=torch.int64)
+    pos, idx = torch.broadcast_tensors(positions, neurons)
+    idx_np = idx.numpy().astype(np.uint64)
+    pos_np = pos.numpy().astype(np.int64).view(np.uint64)
+    with np.errstate(over="ignore"):
+        stream = np.uint64(_mix((seed * 2 + salt) & _M64))
+        tag = (np.uint64(layer & 0xFFFFFFFF) << np.uint64(32)) | idx_np
+        c = _mix_np(stream ^ _mix_np(tag))
+        keys = _mix_np(pos_np ^ c).view(np.int64)
+    out = torch.from_numpy(np.ascontiguousarray(keys))
+    return torch.where(pos == EMPTY, EMPTY, out)
+
+
+def _mix_np(x: np.ndarray) -> np.ndarray:
+    """``_mix`` on uint64 arrays (wrapping arithmetic)."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
 
 
 def new_state(config: RecorderConfig) -> RecorderState:
@@ -212,6 +279,8 @@ def new_state(config: RecorderConfig) -> RecorderState:
             top_val=torch.full((k, n), float("-inf"), dtype=f32),
             top_pos=torch.full((k, n), EMPTY, dtype=i64),
             top_act=torch.zeros((k, n, L), dtype=f32),
+            rand_key=torch.full((r, n), EMPTY, dtype=i64),
+            rand_pos=torch.full((r, n), EMPTY, dtype=i64),
             rand_act=torch.zeros((r, n, L), dtype=f32),
             q_bound=torch.zeros((max(q - 1, 0), n), dtype=f32),
             q_key=torch.full((q, p, n), EMPTY, dtype=i64),
@@ -227,8 +296,6 @@ def new_state(config: RecorderConfig) -> RecorderState:
     return RecorderState(
         config=config,
         layers={layer_idx: layer() for layer_idx in config.layers},
-        rand_key=torch.full((r,), EMPTY, dtype=i64),
-        rand_pos=torch.full((r,), EMPTY, dtype=i64),
         has_boundaries=q == 0,
     )
 

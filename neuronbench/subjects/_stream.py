@@ -3,10 +3,13 @@
 The kept records live in unordered *slots*. A record enters a neuron's top-k only if it
 beats the neuron's worst kept record, and then overwrites that one slot: the cost is
 proportional to the records that actually enter, not to k, so late in a long run most
-batches cost one comparison per neuron. Quantile bins and the random sample work the
-same way with "worst" = largest hash key. Which records end up kept depends only on
-the set of records seen (ties go to the lower position), never on the order; ``_merge``
-sorts slots into the canonical order for output.
+batches cost one comparison per neuron. The random sample and the quantile bins work the
+same way with "worst" = largest hash key. Each record goes down the cascade of
+``_state`` one neuron column at a time: whatever a stage does not keep (the record
+itself, or the record it evicted) is offered to the next stage, so each neuron's three
+samples stay disjoint. Which records end up kept depends only on the set of records seen
+(ties go to the lower position), never on the order; ``_merge`` sorts slots into the
+canonical order for output.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from typing import TYPE_CHECKING
 
 from neuronbench.datasets.errors import DatasetError
 from neuronbench.subjects._state import (
+    EMPTY,
     QUANTILE_SALT,
     RANDOM_SALT,
     LayerState,
     RecorderState,
-    record_keys,
+    neuron_keys,
 )
 
 if TYPE_CHECKING:
@@ -38,9 +42,6 @@ def update(state: RecorderState, positions: list[int], acts: dict[int, torch.Ten
 
     cfg = state.config
     pos = torch.tensor(positions, dtype=torch.int64)  # (B,)
-    # Random sample: the same records for every layer (keys do not depend on activations).
-    rand_moves = _update_random(state, pos, record_keys(cfg.seed, RANDOM_SALT, positions))
-    qkey = record_keys(cfg.seed, QUANTILE_SALT, positions) if cfg.n_quantiles else None
     for layer, ls in state.layers.items():
         a = acts[layer]  # (B, L, n)
         if a.shape[1] != cfg.record_length or a.shape[2] != cfg.d_mlp:
@@ -54,30 +55,192 @@ def update(state: RecorderState, positions: list[int], acts: dict[int, torch.Ten
                 f"layer {layer}: non-finite activation in the records at positions {positions}"
             )
         per_token = a.transpose(1, 2)  # (B, n, L), a view
-        _update_top(ls, rec_max, per_token, pos)
-        for b, slot in rand_moves:
-            ls.rand_act[slot] = per_token[b]
-        if qkey is not None:
-            _update_quantiles(ls, rec_max, per_token, pos, qkey)
+        _Cascade(ls, cfg.seed, layer).run(rec_max, per_token, pos)
         _update_moments(ls, a.reshape(-1, a.shape[-1]), state.n_tokens)
     state.n_tokens += len(positions) * cfg.record_length
     state.n_records += len(positions)
 
 
-def _update_random(
-    state: RecorderState, pos: torch.Tensor, rkey: torch.Tensor
-) -> list[tuple[int, int]]:
-    """Offer the batch to the shared random sample; (batch row, slot) for each entry, in order."""
-    moves: list[tuple[int, int]] = []
-    if state.rand_key.numel() == 0:
-        return moves
-    for b in range(pos.shape[0]):
-        slot = int(_worst_by_key(state.rand_key[:, None], state.rand_pos[:, None])[2])
-        wkey, wpos = int(state.rand_key[slot]), int(state.rand_pos[slot])
-        if (int(rkey[b]), int(pos[b])) < (wkey, wpos):
-            state.rand_key[slot], state.rand_pos[slot] = rkey[b], pos[b]
-            moves.append((b, slot))
-    return moves
+class _Cascade:
+    """One layer's top -> random -> quantile offers for a batch, with each stage's worst
+    kept record per neuron cached and refreshed only where a record entered."""
+
+    def __init__(self, ls: LayerState, seed: int, layer: int) -> None:
+        self.ls, self.seed, self.layer = ls, seed, layer
+        self.top = _worst_top(ls.top_val, ls.top_pos)  # (n,) value, position, slot
+        self.has_rand = ls.rand_key.shape[0] > 0
+        self.has_q = ls.q_key.shape[0] > 0
+        if self.has_rand:
+            self.rand = _worst_by_key(ls.rand_key, ls.rand_pos)  # (n,) key, position, slot
+        if self.has_q:
+            self.q = _worst_by_key(ls.q_key, ls.q_pos, dim=1)  # (Q, n) key, position, slot
+
+    def run(self, rec_max: torch.Tensor, per_token: torch.Tensor, pos: torch.Tensor) -> None:
+        import torch
+
+        neurons = torch.arange(rec_max.shape[1])
+        salts = [RANDOM_SALT] * self.has_rand + [QUANTILE_SALT] * self.has_q
+        batch_keys = {salt: self._keys(salt, pos[:, None], neurons) for salt in salts}  # (B, n)
+        active = self._may_enter(
+            rec_max, pos, batch_keys.get(RANDOM_SALT), batch_keys.get(QUANTILE_SALT)
+        )  # (B, n)
+        # Neurons are independent, so only each neuron's own records must go in batch
+        # order: wave w takes every neuron's w-th active record, all neurons at once. Late
+        # in a run that is one or two waves per batch instead of one step per record.
+        rank = active.cumsum(dim=0) - 1  # (B, n)
+        n_waves = int(active.sum(dim=0).max()) if active.numel() else 0
+        for w in range(n_waves):
+            rows, cols = (active & (rank == w)).nonzero(as_tuple=True)  # (m,) each
+            keys = {salt: k[rows, cols] for salt, k in batch_keys.items()}
+            # The record each neuron passes down: its batch record, or the one it displaced.
+            cand = _Candidate(cols, pos[rows], rec_max[rows, cols], per_token[rows, cols], keys)
+            self._offer_top(cand)
+            if self.has_rand and cand.cols.numel():
+                self._offer_random(cand, self._down_keys(RANDOM_SALT, cand))
+            if self.has_q and cand.cols.numel():
+                self._offer_quantile(cand, self._down_keys(QUANTILE_SALT, cand))
+
+    def _may_enter(
+        self,
+        rec_max: torch.Tensor,
+        pos: torch.Tensor,
+        rkeys: torch.Tensor | None,
+        qkeys: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """(B, n): where record b may enter some stage of neuron j, judged against the
+        worst kept records at the start of the batch. Those only get harder to beat during
+        the batch, so this is a superset: elsewhere nothing moves and the row skips it."""
+        p = pos[:, None]  # (B, 1)
+        wval, wpos, _ = self.top
+        active = (rec_max > wval) | ((rec_max == wval) & (p < wpos))
+        if rkeys is not None:
+            wkey, wpos, _ = self.rand
+            active |= (rkeys < wkey) | ((rkeys == wkey) & (p < wpos))
+        if qkeys is not None:
+            bins = (rec_max[:, None, :] >= self.ls.q_bound[None]).sum(dim=1)  # (B, n)
+            wk, wp = self.q[0].gather(0, bins), self.q[1].gather(0, bins)
+            active |= (qkeys < wk) | ((qkeys == wk) & (p < wp))
+        return active
+
+    def _keys(self, salt: int, positions: torch.Tensor, neurons: torch.Tensor) -> torch.Tensor:
+        return neuron_keys(self.seed, salt, self.layer, positions, neurons)
+
+    def _down_keys(self, salt: int, cand: _Candidate) -> torch.Tensor:
+        """Keys of the candidates: their batch record's, rehashed where a displaced record
+        moved."""
+        keys = cand.keys[salt]
+        if not bool(cand.moved.any()):
+            return keys
+        keys = keys.clone()
+        m = cand.moved
+        keys[m] = self._keys(salt, cand.pos[m], cand.cols[m])
+        return keys
+
+    def _offer_top(self, cand: _Candidate) -> None:
+        """Each candidate (still its batch record) replaces its neuron's worst top record
+        where it beats it; those neurons pass the displaced record down instead."""
+        ls = self.ls
+        wval, wpos, wslot = self.top
+        cols, v, p = cand.cols, cand.val, cand.pos
+        wins = (v > wval[cols]) | ((v == wval[cols]) & (p < wpos[cols]))
+        sel = wins.nonzero().squeeze(1)  # (w,) into the candidates
+        if sel.numel() == 0:
+            return
+        idx = cols[sel]
+        slot = wslot[idx]
+        new_val, new_pos, new_act = v[sel], p[sel], cand.acts[sel]  # copies
+        out = ls.top_pos[slot, idx] != EMPTY  # (w,) displaced a record (not an empty slot)
+        if bool(out.any()):
+            s, i = slot[out], idx[out]
+            cand.replace(sel[out], ls.top_pos[s, i], ls.top_val[s, i], ls.top_act[s, i])
+        ls.top_val[slot, idx] = new_val
+        ls.top_pos[slot, idx] = new_pos
+        ls.top_act[slot, idx] = new_act
+        wval[idx], wpos[idx], wslot[idx] = _worst_top(ls.top_val[:, idx], ls.top_pos[:, idx])
+        if not bool(out.all()):
+            cand.drop(sel[~out])  # it took an empty slot: nothing to pass down
+
+    def _offer_random(self, cand: _Candidate, key: torch.Tensor) -> None:
+        """A candidate enters its neuron's random sample if its key is among the r
+        smallest; the record it evicts is passed down instead."""
+        ls = self.ls
+        wkey, wpos, wslot = self.rand
+        cols = cand.cols
+        wins = (key < wkey[cols]) | ((key == wkey[cols]) & (cand.pos < wpos[cols]))
+        sel = wins.nonzero().squeeze(1)  # (w,)
+        if sel.numel() == 0:
+            return
+        idx = cols[sel]
+        slot = wslot[idx]
+        new_key, new_pos, new_act = key[sel], cand.pos[sel], cand.acts[sel]  # copies
+        out = ls.rand_pos[slot, idx] != EMPTY  # (w,)
+        if bool(out.any()):
+            s, i = slot[out], idx[out]
+            out_act = ls.rand_act[s, i]  # (o, L)
+            cand.replace(sel[out], ls.rand_pos[s, i], out_act.amax(dim=-1), out_act)
+        ls.rand_key[slot, idx] = new_key
+        ls.rand_pos[slot, idx] = new_pos
+        ls.rand_act[slot, idx] = new_act
+        wkey[idx], wpos[idx], wslot[idx] = _worst_by_key(ls.rand_key[:, idx], ls.rand_pos[:, idx])
+        if not bool(out.all()):
+            cand.drop(sel[~out])
+
+    def _offer_quantile(self, cand: _Candidate, key: torch.Tensor) -> None:
+        """A candidate goes to its neuron's bin, which keeps its ``p`` smallest keys."""
+        ls = self.ls
+        wkey, wpos, wslot = self.q
+        cols = cand.cols
+        q = (cand.val[None] >= ls.q_bound[:, cols]).sum(dim=0)  # (m,) bin in [0, Q-1]
+        wk, wp = wkey[q, cols], wpos[q, cols]
+        wins = (key < wk) | ((key == wk) & (cand.pos < wp))
+        sel = wins.nonzero().squeeze(1)  # (w,)
+        if sel.numel() == 0:
+            return
+        idx, qi = cols[sel], q[sel]
+        slot = wslot[qi, idx]
+        ls.q_key[qi, slot, idx] = key[sel]
+        ls.q_pos[qi, slot, idx] = cand.pos[sel]
+        ls.q_act[qi, slot, idx] = cand.acts[sel]  # (w, L)
+        # (w, p): the kept samples of each touched (bin, neuron)
+        k2, p2, s2 = _worst_by_key(ls.q_key[qi, :, idx], ls.q_pos[qi, :, idx], dim=1)
+        wkey[qi, idx], wpos[qi, idx], wslot[qi, idx] = k2, p2, s2
+
+
+class _Candidate:
+    """For distinct neurons ``cols`` (m,), the record each passes to the next stage:
+    position (m,), max activation (m,), per-token activations (m, L)."""
+
+    def __init__(
+        self,
+        cols: torch.Tensor,
+        pos: torch.Tensor,
+        val: torch.Tensor,
+        acts: torch.Tensor,
+        keys: dict[int, torch.Tensor],
+    ) -> None:
+        import torch
+
+        self.cols, self.pos, self.val, self.acts = cols, pos, val, acts
+        self.keys = keys
+        """salt -> (m,) the batch record's keys (stale where ``moved``)."""
+        self.moved = torch.zeros(pos.shape, dtype=torch.bool)
+        """(m,) whether the neuron passes down a displaced record rather than the batch's."""
+
+    def replace(
+        self, sel: torch.Tensor, pos: torch.Tensor, val: torch.Tensor, acts: torch.Tensor
+    ) -> None:
+        self.pos[sel], self.val[sel], self.acts[sel] = pos, val, acts
+        self.moved[sel] = True
+
+    def drop(self, sel: torch.Tensor) -> None:
+        """Forget the candidates ``sel`` (their neurons have nothing to pass down)."""
+        import torch
+
+        keep = torch.ones(self.cols.shape, dtype=torch.bool)
+        keep[sel] = False
+        self.cols, self.pos, self.val = self.cols[keep], self.pos[keep], self.val[keep]
+        self.acts, self.moved = self.acts[keep], self.moved[keep]
+        self.keys = {salt: k[keep] for salt, k in self.keys.items()}
 
 
 def _worst_top(
@@ -105,57 +268,6 @@ def _worst_by_key(
     cand = torch.where(keys == high, poss, -1)
     slot = cand.argmax(dim=dim, keepdim=True)
     return high.squeeze(dim), cand.gather(dim, slot).squeeze(dim), slot.squeeze(dim)
-
-
-def _update_top(
-    ls: LayerState, rec_max: torch.Tensor, per_token: torch.Tensor, pos: torch.Tensor
-) -> None:
-    """Each record replaces the worst kept record of the neurons where it beats it."""
-    wval, wpos, wslot = _worst_top(ls.top_val, ls.top_pos)  # (n,) each
-    beats = (rec_max > wval) | ((rec_max == wval) & (pos[:, None] < wpos))  # (B, n)
-    if not bool(beats.any()):
-        return
-    for b in range(pos.shape[0]):
-        v = rec_max[b]
-        wins = (v > wval) | ((v == wval) & (pos[b] < wpos))
-        idx = wins.nonzero().squeeze(1)  # (m,)
-        if idx.numel() == 0:
-            continue
-        slot = wslot[idx]
-        ls.top_val[slot, idx] = v[idx]
-        ls.top_pos[slot, idx] = pos[b]
-        ls.top_act[slot, idx] = per_token[b, idx]  # (m, L)
-        wval[idx], wpos[idx], wslot[idx] = _worst_top(ls.top_val[:, idx], ls.top_pos[:, idx])
-
-
-def _update_quantiles(
-    ls: LayerState,
-    rec_max: torch.Tensor,
-    per_token: torch.Tensor,
-    pos: torch.Tensor,
-    qkey: torch.Tensor,
-) -> None:
-    """Offer each record to its bin (per neuron); a bin keeps its ``p`` smallest keys."""
-    import torch
-
-    bins = (rec_max[:, None, :] >= ls.q_bound[None]).sum(dim=1)  # (B, n) in [0, Q-1]
-    wkey, wpos, wslot = _worst_by_key(ls.q_key, ls.q_pos, dim=1)  # (Q, n) each
-    cols = torch.arange(bins.shape[1])
-    for b in range(pos.shape[0]):
-        q = bins[b]  # (n,)
-        wk, wp = wkey[q, cols], wpos[q, cols]
-        wins = (qkey[b] < wk) | ((qkey[b] == wk) & (pos[b] < wp))
-        idx = wins.nonzero().squeeze(1)  # (m,)
-        if idx.numel() == 0:
-            continue
-        qi = q[idx]
-        slot = wslot[qi, idx]
-        ls.q_key[qi, slot, idx] = qkey[b]
-        ls.q_pos[qi, slot, idx] = pos[b]
-        ls.q_act[qi, slot, idx] = per_token[b, idx]  # (m, L)
-        # (m, p): the kept samples of each touched (bin, neuron)
-        k2, p2, s2 = _worst_by_key(ls.q_key[qi, :, idx], ls.q_pos[qi, :, idx], dim=1)
-        wkey[qi, idx], wpos[qi, idx], wslot[qi, idx] = k2, p2, s2
 
 
 def _update_moments(ls: LayerState, x: torch.Tensor, n_seen: int) -> None:

@@ -1,6 +1,10 @@
 """The streaming recorder: run a subject over a corpus and keep, per neuron, what explaining
 and scoring need (top, random and quantile records; moments; firing rate).
 
+Each neuron's random and quantile samples are its own (hash keys seeded by seed, layer and
+neuron) and disjoint from its top records, so a scored random record is never one the
+explainer saw as a train record; the selection is exact and merges exactly (``_state``).
+
 Memory is bounded by the settings, never by the corpus length: the state (``_state``) is
 a fixed set of tensors per layer. One model pass over the corpus suffices, because the
 quantile boundaries come from a fixed-size hash sample of records first (``_boundaries``).
@@ -284,7 +288,8 @@ def record(
         corpus: source for ``corpus.iter_records`` (``austen``, ``tiny``, a path, ``hf:...``).
         layers: ``"all"``, ``"0,5,10"``, ``"0-29:5"`` or a list of layer indices.
         n_tokens: token budget over the whole corpus (all shards); None = whole corpus.
-        top_k / n_random: top records per neuron / random records (shared by all neurons).
+        top_k / n_random: top records per neuron / random records per neuron (each
+            neuron's own sample, never one of its top records).
         n_quantiles / per_quantile: bins of record max activation and records kept per
             bin and neuron; ``n_quantiles=0`` skips quantile sampling (and its pre-pass).
         boundary_records: hash-sampled records whose maxima set the bin boundaries.

@@ -21,7 +21,14 @@ from neuronbench.subjects import Subject, SubjectError, capture, iter_records, t
 from neuronbench.subjects._boundaries import quantiles
 from neuronbench.subjects._checkpoint import checkpoint_path, load_state
 from neuronbench.subjects._cli import register
-from neuronbench.subjects._state import QUANTILE_SALT, RANDOM_SALT, RecorderState, record_key
+from neuronbench.subjects._state import (
+    BOUNDARY_SALT,
+    QUANTILE_SALT,
+    RANDOM_SALT,
+    RecorderState,
+    neuron_key,
+    record_key,
+)
 from neuronbench.subjects.recorder import merge, parse_layers, record
 
 LAYERS = [0, 2]
@@ -72,23 +79,27 @@ def test_records_equal_brute_force(arch: str, request: pytest.FixtureRequest) ->
     ids, acts = brute_force(subject)
     assert len(ds) == len(LAYERS) * subject.d_mlp
     assert ds.card.n_tokens == N_RECORDS * 16 and ds.card.layers == LAYERS
-    rand_expected = sorted(range(N_RECORDS), key=lambda p: record_key(3, RANDOM_SALT, p))
-    boundary_sample = sorted(rand_expected[:40])
+    by_boundary_key = sorted(range(N_RECORDS), key=lambda p: record_key(3, BOUNDARY_SALT, p))
+    boundary_sample = sorted(by_boundary_key[:40])
     for neuron in ds:
-        a = acts[neuron.id.layer][:, :, neuron.id.index]  # (records, L)
+        layer, j = neuron.id.layer, neuron.id.index
+        a = acts[layer][:, :, j]  # (records, L)
         rec_max = a.max(axis=1)
         top = sorted(range(N_RECORDS), key=lambda p: (-rec_max[p], p))[:8]
         assert [r.position for r in neuron.top] == top, neuron.id
         for r in [*neuron.top, *neuron.random, *(r for q in neuron.quantile for r in q)]:
             np.testing.assert_allclose(r.activations, a[r.position], rtol=1e-5, atol=1e-6)
             assert r.tokens == token_strings(subject.tokenizer, ids[r.position])
-        assert [r.position for r in neuron.random] == rand_expected[:6]
+        # random: the neuron's own 6 smallest keys among the records that are not its top
+        rest = [p for p in range(N_RECORDS) if p not in top]
+        rand = sorted(rest, key=lambda p: neuron_key(3, RANDOM_SALT, layer, j, p))[:6]
+        assert [r.position for r in neuron.random] == rand, neuron.id
         bounds = quantiles(torch.tensor(rec_max[boundary_sample]).unsqueeze(1), [1 / 3, 2 / 3])
         np.testing.assert_allclose(neuron.quantile_boundaries, bounds[:, 0], rtol=1e-5, atol=1e-7)
         bins = np.searchsorted(neuron.quantile_boundaries, rec_max, side="right")
         for q, sample in enumerate(neuron.quantile):
-            members = [p for p in range(N_RECORDS) if bins[p] == q]
-            expected = sorted(members, key=lambda p: record_key(3, QUANTILE_SALT, p))[:2]
+            members = [p for p in rest if p not in rand and bins[p] == q]
+            expected = sorted(members, key=lambda p: neuron_key(3, QUANTILE_SALT, layer, j, p))[:2]
             assert [r.position for r in sample] == expected, (neuron.id, q)
         x = a.reshape(-1)
         assert neuron.mean == pytest.approx(x.mean(), rel=1e-5, abs=1e-7)
@@ -109,6 +120,11 @@ def test_shard_merge_equals_single_run(tiny_llama: Subject, tmp_path: Path) -> N
     assert loaded.card.n_tokens == single.card.n_tokens
     a, b = dataset_dicts(single), dataset_dicts(merged)
     assert a.keys() == b.keys() == dataset_dicts(loaded).keys()
+    # each neuron has its own random sample (6 of ~92 records: no two coincide) ...
+    samples = {tuple(r.position for r in n.random) for n in merged}
+    assert len(samples) == len(merged)
+    for n in merged:  # ... that never holds one of its top records
+        assert not {r.position for r in n.top} & {r.position for r in n.random}, n.id
     for key in a:
         for field in (
             "top",

@@ -2,10 +2,14 @@
 
 Activations are rounded to one decimal so many records tie on their max: the tie rule
 (lower position first) must make streaming, any batching and any sharding agree exactly.
+The brute force states the sampling plainly: per neuron, top = k best records; random =
+the r smallest per-neuron random keys among the rest; each bin = the p smallest quantile
+keys among what is neither.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,8 @@ from neuronbench.subjects._state import (
     LayerState,
     RecorderConfig,
     RecorderState,
+    neuron_key,
+    neuron_keys,
     new_state,
     record_key,
 )
@@ -73,14 +79,20 @@ def acts() -> dict[int, torch.Tensor]:
     }
 
 
+BOUNDS = [-0.2, 1.0]
+
+
 def run(
-    acts: dict[int, torch.Tensor], shard: tuple[int, int] = (0, 1), batch: int = 7
+    acts: dict[int, torch.Tensor],
+    shard: tuple[int, int] = (0, 1),
+    batch: int = 7,
+    n_records: int = N_RECORDS,
 ) -> RecorderState:
     cfg = make_config(shard_index=shard[0], shard_count=shard[1])
     state = new_state(cfg)
     for ls in state.layers.values():
-        ls.q_bound = torch.tensor([[-0.2] * N_NEURONS, [1.0] * N_NEURONS])
-    positions = [p for p in range(N_RECORDS) if p % shard[1] == shard[0]]
+        ls.q_bound = torch.tensor([[b] * N_NEURONS for b in BOUNDS])
+    positions = [p for p in range(n_records) if p % shard[1] == shard[0]]
     for i in range(0, len(positions), batch):
         chunk = positions[i : i + batch]
         update(state, chunk, {layer: a[chunk] for layer, a in acts.items()})
@@ -89,9 +101,26 @@ def run(
     return state
 
 
-def run_sorted(acts: dict[int, torch.Tensor], batch: int = 7) -> RecorderState:
+def run_sorted(acts: dict[int, torch.Tensor], batch: int = 7, **kw: Any) -> RecorderState:
     """A single streamed run with its slots in canonical (output) order."""
-    return canonical(run(acts, batch=batch))
+    return canonical(run(acts, batch=batch, **kw))
+
+
+def brute_samples(
+    rec_max: torch.Tensor, layer: int, j: int, k: int = 6, r: int = 5, p: int = 2
+) -> tuple[list[int], list[int], list[list[int]]]:
+    """Neuron j's top, random and per-bin positions, from every record's max (N, n)."""
+    n = rec_max.shape[0]
+    top = sorted(range(n), key=lambda i: (-rec_max[i, j].item(), i))[:k]
+    rest = [i for i in range(n) if i not in top]
+    rand = sorted(rest, key=lambda i: neuron_key(7, RANDOM_SALT, layer, j, i))[:r]
+    left = [i for i in rest if i not in rand]
+    bounds = torch.tensor(BOUNDS)  # float32, as the state compares
+    bins = []
+    for q in range(len(BOUNDS) + 1):
+        members = [i for i in left if int((rec_max[i, j] >= bounds).sum()) == q]
+        bins.append(sorted(members, key=lambda i: neuron_key(7, QUANTILE_SALT, layer, j, i))[:p])
+    return top, rand, bins
 
 
 def test_top_k_is_exact_with_ties_broken_by_position(acts: dict[int, torch.Tensor]) -> None:
@@ -106,36 +135,42 @@ def test_top_k_is_exact_with_ties_broken_by_position(acts: dict[int, torch.Tenso
             assert torch.equal(ls.top_val[:, j], rec_max[expected, j])
 
 
-def test_random_sample_is_bottom_k_by_hash_shared_by_neurons(
-    acts: dict[int, torch.Tensor],
+@pytest.mark.parametrize("n_records", [N_RECORDS, 13])
+def test_samples_per_neuron_are_the_brute_force_cascade(
+    acts: dict[int, torch.Tensor], n_records: int
 ) -> None:
-    state = run_sorted(acts)
-    expected = sorted(range(N_RECORDS), key=lambda p: record_key(7, RANDOM_SALT, p))[:5]
-    assert state.rand_pos.tolist() == expected
-    for layer in LAYERS:
-        # (r, n, L) activations of the same records for every neuron
-        assert torch.equal(state.layers[layer].rand_act, acts[layer][expected].transpose(1, 2))
-
-
-def test_quantile_samples_are_bottom_k_by_hash_within_each_bin(
-    acts: dict[int, torch.Tensor],
-) -> None:
-    state = run_sorted(acts)
+    """13 records < top + random + bins: the later stages get only what is left."""
+    state = run_sorted(acts, n_records=n_records)
     for layer in LAYERS:
         ls = state.layers[layer]
-        rec_max = acts[layer].amax(dim=1)
+        rec_max = acts[layer][:n_records].amax(dim=1)  # (N, n)
         for j in range(N_NEURONS):
-            for q in range(3):
-                members = [
-                    p
-                    for p in range(N_RECORDS)
-                    if int((rec_max[p, j] >= ls.q_bound[:, j]).sum()) == q
-                ]
-                expected = sorted(members, key=lambda p: record_key(7, QUANTILE_SALT, p))[:2]
+            top, rand, bins = brute_samples(rec_max, layer, j)
+            assert ls.top_pos[:, j].tolist() == top
+            assert torch.equal(ls.top_act[:, j], acts[layer][top][:, :, j])
+            assert torch.equal(ls.top_val[:, j], rec_max[top, j])
+            assert [p for p in ls.rand_pos[:, j].tolist() if p != EMPTY] == rand, (layer, j)
+            for slot, p in enumerate(rand):
+                assert torch.equal(ls.rand_act[slot, j], acts[layer][p, :, j])
+                assert ls.rand_key[slot, j] == neuron_key(7, RANDOM_SALT, layer, j, p)
+            for q, expected in enumerate(bins):
                 got = [p for p in ls.q_pos[q, :, j].tolist() if p != EMPTY]
-                assert got == expected
+                assert got == expected, (layer, j, q)
                 for slot, p in enumerate(got):
                     assert torch.equal(ls.q_act[q, slot, j], acts[layer][p, :, j])
+            kept = [*top, *rand, *(p for b in bins for p in b)]
+            assert len(set(kept)) == len(kept)  # the three samples are disjoint
+
+
+def test_random_samples_differ_between_neurons(acts: dict[int, torch.Tensor]) -> None:
+    state = run_sorted(acts)
+    samples = {
+        (layer, j): tuple(state.layers[layer].rand_pos[:, j].tolist())
+        for layer in LAYERS
+        for j in range(N_NEURONS)
+    }
+    # 5 of 114 non-top records each: independent samples almost never coincide
+    assert len(set(samples.values())) == len(samples)
 
 
 def test_moments_match_numpy(acts: dict[int, torch.Tensor]) -> None:
@@ -164,11 +199,18 @@ def test_constant_neuron_has_no_skewness_or_kurtosis() -> None:
     assert mo.firing_rate == [1.0] * N_NEURONS
 
 
-def test_shard_merge_equals_single_run(acts: dict[int, torch.Tensor]) -> None:
-    single = run_sorted(acts, batch=1)
-    merged = merge([run(acts, (2, 3), batch=4), run(acts, (0, 3), batch=9), run(acts, (1, 3))])
+@pytest.mark.parametrize("n_records", [N_RECORDS, 13])
+def test_shard_merge_equals_single_run(acts: dict[int, torch.Tensor], n_records: int) -> None:
+    """13 records: shards' top-k are not full, so the merge moves records down the cascade."""
+    single = run_sorted(acts, batch=1, n_records=n_records)
+    merged = merge(
+        [
+            run(acts, (2, 3), batch=4, n_records=n_records),
+            run(acts, (0, 3), batch=9, n_records=n_records),
+            run(acts, (1, 3), n_records=n_records),
+        ]
+    )
     assert merged.n_tokens == single.n_tokens and merged.n_records == single.n_records
-    assert torch.equal(merged.rand_pos, single.rand_pos)
     for layer in LAYERS:
         a, b = single.layers[layer], merged.layers[layer]
         for name in LayerState.TENSORS:
@@ -218,12 +260,43 @@ def test_state_file_round_trip_and_corruption(
         load_state(path)
 
 
+def test_state_of_the_shared_random_sample_format_is_refused(tmp_path: Path) -> None:
+    """A /1 state holds one random sample for all neurons: resuming or merging it would mix
+    two samplings, so it is refused with what to do."""
+    from safetensors.torch import save_file
+
+    path = tmp_path / "old.safetensors"
+    header = {"format": "neuronbench-recorder-state/1", "config": make_config().to_dict()}
+    save_file({"rand_pos": torch.zeros(5, dtype=torch.int64)}, str(path),
+              metadata={"neuronbench": json.dumps(header)})  # fmt: skip
+    with pytest.raises(DatasetError, match=r"old.safetensors: .*older neuronbench .*record again"):
+        load_state(path)
+
+
 def test_hash_keys_are_distinct_and_seed_dependent() -> None:
     keys = [record_key(0, RANDOM_SALT, p) for p in range(5000)]
     assert len(set(keys)) == 5000
     assert all(-(2**63) <= k < 2**63 for k in keys)
     assert keys[:10] != [record_key(1, RANDOM_SALT, p) for p in range(10)]
     assert keys[:10] != [record_key(0, QUANTILE_SALT, p) for p in range(10)]
+
+
+def test_neuron_keys_match_the_scalar_reference_and_differ_per_neuron() -> None:
+    pos = torch.tensor([0, 1, 2, 7, 2**40, 2**62, EMPTY])
+    neurons = torch.tensor([0, 1, 5, 1535, 2**20])
+    got = neuron_keys(3, RANDOM_SALT, 29, pos[:, None], neurons)  # (7, 5)
+    for i, p in enumerate(pos.tolist()):
+        for c, j in enumerate(neurons.tolist()):
+            want = EMPTY if p == EMPTY else neuron_key(3, RANDOM_SALT, 29, j, p)
+            assert got[i, c].item() == want
+    per_neuron = [[neuron_key(0, RANDOM_SALT, 1, j, p) for p in range(3000)] for j in range(3)]
+    assert all(len(set(keys)) == 3000 for keys in per_neuron)  # no ties to break
+    # independent streams: per neuron, per layer, per salt, per seed
+    orders = {
+        tuple(sorted(range(50), key=lambda p: neuron_key(*args, p))[:5])
+        for args in [(0, 0, 1, 0), (0, 0, 1, 1), (0, 0, 2, 0), (0, 1, 1, 0), (1, 0, 1, 0)]
+    }
+    assert len(orders) == 5
 
 
 def test_quantiles_match_numpy_linear_interpolation() -> None:
