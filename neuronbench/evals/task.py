@@ -116,6 +116,7 @@ def explain_neurons(
     max_tokens: int | None = None,
     simulator_model: str | None = DEFAULT_SIMULATOR_MODEL,
     calibrate: bool = False,
+    simulator_examples: str = "default",
 ) -> Task:
     """Explain each selected neuron with ``strategy`` and score the explanation by simulation.
 
@@ -156,6 +157,10 @@ def explain_neurons(
             making a missing role an error.
         calibrate: Also report r² and absolute deviation explained after a linear calibration
             fitted on the calibration split (one more simulation per explanation).
+        simulator_examples: ``logprob`` simulator's few-shot examples (scoring and
+            ``best_of_k``): ``default`` (neuronbench's own), ``openai`` (OpenAI's original
+            set, loaded from the optional ``neuron-explainer`` package: exactly the paper's
+            prompt) or a JSON file path.
     """
     dataset, split, strategy, simulator, neurons = (
         _joined(v) for v in (dataset, split, strategy, simulator, neurons)
@@ -163,6 +168,7 @@ def explain_neurons(
     explanation_file, few_shot, shuffle_source, simulator_model = (
         _joined(v) for v in (explanation_file, few_shot, shuffle_source, simulator_model)
     )
+    simulator_examples = _joined(simulator_examples)
     path = dataset or os.environ.get(DATASET_ENV)
     if not path and (Path(DEFAULT_DATASET) / "card.json").exists():
         path = DEFAULT_DATASET  # the default recording that `neuronbench run` writes
@@ -178,6 +184,10 @@ def explain_neurons(
 
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator={simulator!r}: use one of {', '.join(SIMULATORS)}")
+    if simulator == "logprob" and simulator_examples != "default":
+        from neuronbench.scorers.simulators.logprob import load_few_shot as simulator_few_shot
+
+        simulator_few_shot(simulator_examples)  # a missing package or file fails here, early
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
     if n_examples < 1:
@@ -205,6 +215,7 @@ def explain_neurons(
         k=k,
         temperature=temperature,
         simulator=simulator,
+        simulator_examples=simulator_examples,
         explanation_file=explanation_file,
         shuffle_source=shuffle_source,
         neurons={n.id.key: n for n in selected if n.id.key not in skipped},
@@ -217,7 +228,12 @@ def explain_neurons(
         from neuronbench.scorers.registry import build_scorers
 
         scorers = build_scorers(
-            names, simulator=simulator, split=split, n_records=n_score_records, calibrate=calibrate
+            names,
+            simulator=simulator,
+            split=split,
+            n_records=n_score_records,
+            calibrate=calibrate,
+            simulator_examples=simulator_examples,
         )
     needs_simulator = simulator_needs_model(simulator) and (bool(names) or strategy == "best_of_k")
 
@@ -244,6 +260,7 @@ def explain_neurons(
         "max_tokens": max_tokens,
         "simulator_model": simulator_model,
         "calibrate": calibrate,
+        "simulator_examples": simulator_examples,
     }
     if max_tokens is None:
         max_tokens = 400 if strategy == "chain_of_thought" else 80

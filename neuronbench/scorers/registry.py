@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from inspect_ai.model import Model
@@ -23,17 +23,21 @@ if TYPE_CHECKING:
 class SimulatorSpec:
     """How to build one kind of simulator."""
 
-    factory: Callable[[Model | None], Simulator]
-    """Builds the simulator from the simulator model (None for model-free kinds)."""
+    factory: Callable[..., Simulator]
+    """Builds the simulator from the simulator model (None for model-free kinds) and options."""
     needs_model: bool
     """Whether the kind calls a model (then the scorer binds the ``simulator`` role)."""
+    options: tuple[str, ...] = ()
+    """Construction options this kind takes as keywords (``make_simulator(..., **options)``)."""
 
 
-def _logprob(model: Model | None) -> Simulator:
+def _logprob(
+    model: Model | None, examples: str = "default", layout: str = "all_at_once"
+) -> Simulator:
     from neuronbench.scorers.simulators.logprob import LogprobSimulator
 
     assert model is not None
-    return LogprobSimulator(model)
+    return LogprobSimulator(model, few_shot=examples, layout=layout)  # type: ignore[arg-type]
 
 
 def _generation(model: Model | None) -> Simulator:
@@ -56,7 +60,7 @@ def _embedding(model: Model | None) -> Simulator:
 
 
 SIMULATORS: dict[str, SimulatorSpec] = {
-    "logprob": SimulatorSpec(_logprob, needs_model=True),
+    "logprob": SimulatorSpec(_logprob, needs_model=True, options=("examples", "layout")),
     "generation": SimulatorSpec(_generation, needs_model=True),
     "lexical": SimulatorSpec(_lexical, needs_model=False),
     "embedding": SimulatorSpec(_embedding, needs_model=False),
@@ -75,32 +79,61 @@ def simulator_needs_model(kind: str) -> bool:
     return _spec(kind).needs_model
 
 
-def make_simulator(kind: str, model: Model | None) -> Simulator:
-    """Build simulator ``kind``; ``model`` is required for model-based kinds, ignored otherwise."""
+def make_simulator(kind: str, model: Model | None, **options: Any) -> Simulator:
+    """Build simulator ``kind``; ``model`` is required for model-based kinds, ignored otherwise.
+
+    ``options`` (e.g. ``examples="openai"``, ``layout="packed"`` for ``logprob``) reach the
+    kinds that take them; the other kinds ignore them, so one run can name them once.
+    """
     spec = _spec(kind)
+    known = {o for s in SIMULATORS.values() for o in s.options}
+    if set(options) - known:
+        raise ValueError(f"unknown simulator option(s) {sorted(set(options) - known)}")
     if spec.needs_model and model is None:
         raise ValueError(f"simulator {kind!r} needs a model (bind the 'simulator' model role)")
-    return spec.factory(model)
+    return spec.factory(model, **{k: v for k, v in options.items() if k in spec.options})
 
 
 class ScorerFactory(Protocol):
     """Builds one inspect scorer from the run's common scoring options."""
 
     def __call__(
-        self, *, simulator: str, split: str | None, n_records: int | None, calibrate: bool = False
+        self,
+        *,
+        simulator: str,
+        split: str | None,
+        n_records: int | None,
+        calibrate: bool = False,
+        simulator_examples: str = "default",
     ) -> Scorer: ...
 
 
 def _simulation(
-    *, simulator: str, split: str | None, n_records: int | None, calibrate: bool = False
+    *,
+    simulator: str,
+    split: str | None,
+    n_records: int | None,
+    calibrate: bool = False,
+    simulator_examples: str = "default",
 ) -> Scorer:
     from neuronbench.scorers.simulation import simulation
 
-    return simulation(simulator=simulator, split=split, n_records=n_records, calibrate=calibrate)
+    return simulation(
+        simulator=simulator,
+        split=split,
+        n_records=n_records,
+        calibrate=calibrate,
+        simulator_examples=simulator_examples,
+    )
 
 
 def _detection(
-    *, simulator: str, split: str | None, n_records: int | None, calibrate: bool = False
+    *,
+    simulator: str,
+    split: str | None,
+    n_records: int | None,
+    calibrate: bool = False,
+    simulator_examples: str = "default",
 ) -> Scorer:
     from neuronbench.scorers.detection import detection
 
@@ -108,7 +141,12 @@ def _detection(
 
 
 def _fuzzing(
-    *, simulator: str, split: str | None, n_records: int | None, calibrate: bool = False
+    *,
+    simulator: str,
+    split: str | None,
+    n_records: int | None,
+    calibrate: bool = False,
+    simulator_examples: str = "default",
 ) -> Scorer:
     from neuronbench.scorers.fuzzing import fuzzing
 
@@ -116,7 +154,12 @@ def _fuzzing(
 
 
 def _embedding_scorer(
-    *, simulator: str, split: str | None, n_records: int | None, calibrate: bool = False
+    *,
+    simulator: str,
+    split: str | None,
+    n_records: int | None,
+    calibrate: bool = False,
+    simulator_examples: str = "default",
 ) -> Scorer:
     from neuronbench.scorers.embedding_scorer import embedding
 
@@ -139,11 +182,14 @@ def build_scorers(
     split: str | None = None,
     n_records: int | None = None,
     calibrate: bool = False,
+    simulator_examples: str = "default",
 ) -> list[Scorer]:
     """inspect scorers for ``names`` (a list, or one comma-separated string), in order.
 
     ``calibrate`` adds r² and absolute deviation explained (linear calibration fitted on the
-    calibration split) to the simulation scorer; the other scorers ignore it.
+    calibration split) to the simulation scorer; ``simulator_examples`` (``default``,
+    ``openai`` or a JSON path) picks the logprob simulator's few-shot examples. The other
+    scorers ignore both.
     """
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
@@ -152,6 +198,12 @@ def build_scorers(
         raise ValueError(f"unknown scorer(s) {unknown} (choose from {', '.join(SCORERS)})")
     _spec(simulator)  # fail on a typo before the eval starts
     return [
-        SCORERS[n](simulator=simulator, split=split, n_records=n_records, calibrate=calibrate)
+        SCORERS[n](
+            simulator=simulator,
+            split=split,
+            n_records=n_records,
+            calibrate=calibrate,
+            simulator_examples=simulator_examples,
+        )
         for n in names
     ]

@@ -117,6 +117,7 @@ def simulation(
     n_records: int | None = None,
     calibrate: bool = False,
     model: str | None = None,
+    simulator_examples: str = "default",
 ) -> Scorer:
     """Score an explanation by how well a simulator predicts activations from it alone.
 
@@ -130,6 +131,8 @@ def simulation(
             to activations there, and report r² and absolute deviation explained.
         model: Simulator model name; None = the ``simulator`` model role (required for
             model-based simulators, never a silent fallback to the explainer).
+        simulator_examples: ``logprob``: few-shot examples, ``default``, ``openai`` (OpenAI's
+            original set, from the optional ``neuron-explainer`` package) or a JSON path.
     """
     from neuronbench.scorers.registry import make_simulator, simulator_needs_model
 
@@ -142,7 +145,7 @@ def simulation(
                 from inspect_ai.model import get_model
 
                 m = get_model(model) if model else get_model(role="simulator", required=True)
-            sim_holder.append(make_simulator(simulator, m))
+            sim_holder.append(make_simulator(simulator, m, examples=simulator_examples))
         return sim_holder[0]
 
     async def score(state: TaskState, target: Target) -> Score:

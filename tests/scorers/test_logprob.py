@@ -386,3 +386,62 @@ def test_no_prompt_logprobs_is_a_flagged_failure():
     mock = get_model("mockllm/model", custom_outputs=[output])
     result = simulate(LogprobSimulator(mock, few_shot=TEST_FEW, cache=False), records=[["a"]])
     assert result.predictions is None and "prompt logprobs" in result.error
+
+
+# --------------------------------------------------------------------------- options
+
+
+def test_simulator_options_reach_the_logprob_simulator(monkeypatch):
+    from neuronbench.scorers.registry import make_simulator
+
+    model = register("lp-options", "llama", tiny_byte_tokenizer(False))
+    sim = make_simulator("logprob", model, examples="openai", layout="packed")
+    assert sim.few_shot.source == "openai" and sim.layout == "packed"
+    assert len(sim.few_shot.examples) == 3
+    assert make_simulator("lexical", None, examples="openai").name == "lexical"
+    with pytest.raises(ValueError, match="unknown simulator option"):
+        make_simulator("logprob", model, example="openai")
+
+
+def test_task_passes_simulator_examples_to_the_scorer(tmp_path):
+    import json
+
+    from tests.evals._helpers import run, write_dataset
+
+    examples = tmp_path / "examples.json"
+    examples.write_text(
+        json.dumps(
+            {
+                "examples": [
+                    {
+                        "explanation": "the letter r",
+                        "records": [
+                            {
+                                "tokens": ["a", " r", "b"],
+                                "activations": [0, 3, 0],
+                                "first_revealed": 1,
+                            }
+                        ],
+                    }
+                ]
+            }
+        )
+    )
+    register("lp-task", "llama", tiny_byte_tokenizer(False))
+    dataset = write_dataset(tmp_path / "ds", layers=(0,), per_layer=1)
+    log = run(
+        dataset,
+        tmp_path,
+        scorer="simulation",
+        simulator_model="neuronbench/lp-task",
+        simulator_examples=str(examples),
+        n_score_records=2,
+    )
+    assert log.eval.metadata["args"]["simulator_examples"] == str(examples)
+    (sample,) = log.samples
+    details = sample.scores["simulation"].metadata["simulation_details"]
+    assert details["examples"] == str(examples) and details["layout"] == "all_at_once"
+    assert details["prompts"] == 4  # one prompt per scored record (2 top + 2 random)
+    assert 0 < details["value_mass"]["min"] <= details["value_mass"]["median"] <= 1
+    with pytest.raises(ValueError, match="use default, openai or a JSON"):
+        run(dataset, tmp_path, scorer="simulation", simulator_examples="nope.json")

@@ -65,6 +65,8 @@ class StrategyOptions:
     """best_of_k: sampling temperature of the candidates."""
     simulator: str = "logprob"
     """best_of_k: simulator kind used to score candidates on the calibration split."""
+    simulator_examples: str = "default"
+    """best_of_k: the logprob simulator's few-shot examples (``default``, ``openai``, a path)."""
     explanation_file: str | None = None
     """from_file (and shuffled with ``shuffle_source="file"``): explanations to read."""
     shuffle_source: str = "baseline"

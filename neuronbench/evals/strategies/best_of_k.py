@@ -129,6 +129,7 @@ def best_of_k(
     n_examples: int = 5,
     max_prompt_tokens: int = 4000,
     few_shot: str = "default",
+    simulator_examples: str = "default",
 ) -> Solver:
     """Sample ``k`` paper-prompt explanations and keep the one that simulates best on calibration.
 
@@ -139,6 +140,8 @@ def best_of_k(
         n_examples: Train records shown (fewer if the prompt must be trimmed to fit).
         max_prompt_tokens: Context budget; whole records are dropped from the end to fit.
         few_shot: Few-shot set, ``default``, ``test`` or a JSON path.
+        simulator_examples: The logprob simulator's few-shot examples (``default``,
+            ``openai`` or a JSON path).
     """
     if k < 1:
         raise ValueError(f"best_of_k needs k >= 1 (got {k})")
@@ -147,7 +150,7 @@ def best_of_k(
     async def solve(state: TaskState, generate: Generate) -> TaskState:
         from neuronbench.scorers.registry import make_simulator
 
-        sim = make_simulator(simulator, simulator_model(simulator))
+        sim = make_simulator(simulator, simulator_model(simulator), examples=simulator_examples)
         explainer = get_model()
         fitted = await fit_prompt(
             lambda recs, n: build_messages(recs, shots[:n]),
@@ -191,4 +194,5 @@ def build(opts: StrategyOptions) -> Solver:
         n_examples=opts.n_examples,
         max_prompt_tokens=opts.max_prompt_tokens,
         few_shot=opts.few_shot,
+        simulator_examples=opts.simulator_examples,
     )
