@@ -2,7 +2,11 @@
 
 For every planted neuron (``neuronbench.groundtruth.planted``) the truth and its three decoys
 (too broad, too narrow, a different concept) are scored on the neuron's held-out scoring
-split. A good scorer gives the truth the highest score. Reported per scorer:
+split. A good scorer gives the truth the highest score. A v2 suite dataset
+(``neuronbench.groundtruth.suite``) adds a ``literal`` decoy (the most frequent firing words,
+listed) and a ``paraphrase`` of the truth, which should score about like it
+(``paraphrase_gap``: mean |truth - paraphrase|), and reports per suite split
+(train/dev/test concept families). Reported per scorer:
 
 - ``truth_beats_decoys``: fraction of neurons whose truth scores strictly above every decoy;
 - ``per_kind``: fraction whose truth beats the decoy of each kind;
@@ -49,6 +53,10 @@ class ValidityReport:
     """Explanations (truth or decoy) the scorer returned no score for."""
     scores: dict[str, dict[str, float | None]] = field(default_factory=dict)
     """Every score: neuron key → candidate (``truth`` or a decoy kind) → score."""
+    paraphrase_gap: float | None = None
+    """Mean |truth - paraphrase| over neurons with both scored (v2 suites)."""
+    per_split: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per suite split (v2): ``all``, each decoy kind, ``auc``, ``paraphrase_gap``, ``n``."""
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready figures (no per-neuron scores)."""
@@ -59,6 +67,8 @@ class ValidityReport:
             "per_family": self.per_family,
             "n_neurons": self.n_neurons,
             "n_unscored": self.n_unscored,
+            "paraphrase_gap": self.paraphrase_gap,
+            "per_split": self.per_split,
         }
 
 
@@ -72,22 +82,53 @@ def beats(truth: float | None, decoy: float | None) -> float:
     return 1.0 if t > d else 0.5 if t == d else 0.0
 
 
+def _gap(scores: dict[str, dict[str, float | None]], keys: Sequence[str]) -> float | None:
+    gaps = [
+        abs(float(t) - float(p))
+        for k in keys
+        if (t := scores[k].get("truth")) is not None
+        and (p := scores[k].get("paraphrase")) is not None
+        and np.isfinite(t)
+        and np.isfinite(p)
+    ]
+    return float(np.mean(gaps)) if gaps else None
+
+
 def summarize(
-    scorer: str, scores: dict[str, dict[str, float | None]], families: dict[str, str]
+    scorer: str,
+    scores: dict[str, dict[str, float | None]],
+    families: dict[str, str],
+    splits: dict[str, str] | None = None,
+    decoy_kinds: Sequence[str] = DECOY_KINDS,
 ) -> ValidityReport:
     """Rates and AUC from ``scores[neuron_key][candidate]`` (see the module docstring)."""
     keys = sorted(scores)
     win = {
-        k: {kind: beats(scores[k]["truth"], scores[k][kind]) == 1.0 for kind in DECOY_KINDS}
+        k: {kind: beats(scores[k]["truth"], scores[k][kind]) == 1.0 for kind in decoy_kinds}
         for k in keys
     }
 
     def rates(subset: list[str]) -> dict[str, float]:
         out = {"all": float(np.mean([all(win[k].values()) for k in subset]))}
-        out.update({kind: float(np.mean([win[k][kind] for k in subset])) for kind in DECOY_KINDS})
+        out.update({kind: float(np.mean([win[k][kind] for k in subset])) for kind in decoy_kinds})
         return out
 
-    pairs = [beats(scores[k]["truth"], scores[k][kind]) for k in keys for kind in DECOY_KINDS]
+    def auc(subset: list[str]) -> float:
+        pairs = [beats(scores[k]["truth"], scores[k][kind]) for k in subset for kind in decoy_kinds]
+        return float(np.mean(pairs)) if pairs else float("nan")
+
+    per_split: dict[str, dict[str, float]] = {}
+    for name in sorted(set((splits or {}).values())):
+        sub = [k for k in keys if (splits or {}).get(k) == name]
+        if sub:
+            gap = _gap(scores, sub)
+            per_split[name] = {
+                **rates(sub),
+                "auc": auc(sub),
+                "paraphrase_gap": float("nan") if gap is None else gap,
+                "n": float(len(sub)),
+            }
+    pairs = [beats(scores[k]["truth"], scores[k][kind]) for k in keys for kind in decoy_kinds]
     overall = rates(keys) if keys else {"all": float("nan")}
     by_family: dict[str, list[str]] = {}
     for k in keys:
@@ -101,20 +142,26 @@ def summarize(
         n_neurons=len(keys),
         n_unscored=sum(v is None for k in keys for v in scores[k].values()),
         scores=scores,
+        paraphrase_gap=_gap(scores, keys),
+        per_split=per_split,
     )
 
 
 async def score_candidates(
-    fn: ExplanationScorer, ds: NeuronDataset, planted: dict[str, PlantedNeuron]
+    fn: ExplanationScorer,
+    ds: NeuronDataset,
+    planted: dict[str, PlantedNeuron],
+    texts: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, dict[str, float | None]]:
-    """Score truth and decoys of every planted neuron of ``ds`` with ``fn``."""
+    """Score truth and decoys of every planted neuron of ``ds`` with ``fn``
+    (``texts``: candidate → text per neuron key, e.g. a v2 suite's six explanations)."""
     out: dict[str, dict[str, float | None]] = {}
     for neuron in ds:
         spec = planted.get(neuron.id.key)
         if spec is None:
             continue
-        texts = {"truth": spec.truth, **spec.decoys}
-        out[neuron.id.key] = {c: await fn(texts[c], neuron) for c in CANDIDATES}
+        cands = (texts or {}).get(neuron.id.key) or {"truth": spec.truth, **spec.decoys}
+        out[neuron.id.key] = {c: await fn(t, neuron) for c, t in cands.items()}
     return out
 
 
@@ -181,6 +228,7 @@ def validate(
     split: str = "valid",
     n_records: int | None = None,
     neurons: Sequence[str] | None = None,
+    suite_split: str | None = None,
 ) -> list[ValidityReport]:
     """Validity report of each simulator and scorer on a planted dataset.
 
@@ -192,6 +240,7 @@ def validate(
         split: Held-out scoring split.
         n_records: Top and random records each per neuron (None = all in the split).
         neurons: Restrict to these neuron keys (e.g. a subset for the slow logprob simulator).
+        suite_split: For a v2 suite, only neurons of this split (train, dev, test).
     """
     import asyncio
 
@@ -202,11 +251,26 @@ def validate(
         from inspect_ai.model import get_model
 
         model = get_model(model)
+    suite = ds.card.extra.get("suite")
+    texts = splits = None
+    decoy_kinds: Sequence[str] = DECOY_KINDS
+    if isinstance(suite, dict):
+        from neuronbench.groundtruth.suite import DECOY_KINDS as SUITE_DECOYS
+        from neuronbench.groundtruth.suite import suite_from_dataset
+
+        members = {n.key: n for n in suite_from_dataset(ds).neurons}
+        if suite_split is not None:
+            planted = {k: v for k, v in planted.items() if members[k].split == suite_split}
+        texts = {k: {c: e.text for c, e in members[k].explanations.items()} for k in planted}
+        splits = {k: members[k].split for k in planted}
+        decoy_kinds = SUITE_DECOYS
+    elif suite_split is not None:
+        raise ValueError("suite_split needs a v2 suite dataset (neuronbench plant --suite v2)")
     families = {k: v.family for k, v in planted.items()}
     jobs = [(f"simulator:{s}", simulator_scorer(s, model, split, n_records)) for s in simulators]
     jobs += [(f"scorer:{s}", scorer_fn(s, model, split, n_records)) for s in scorers]
     reports = []
     for label, fn in jobs:
-        scores = asyncio.run(score_candidates(fn, ds, planted))
-        reports.append(summarize(label, scores, families))
+        scores = asyncio.run(score_candidates(fn, ds, planted, texts))
+        reports.append(summarize(label, scores, families, splits, decoy_kinds))
     return reports
