@@ -54,6 +54,16 @@ def register(sub: Any) -> None:
     p.add_argument("--random", type=int, default=30, dest="n_random")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--specs", default=None, help="planted neuron spec JSON (default: bundled)")
+    p.add_argument(
+        "--suite",
+        default="v1",
+        choices=["v1", "v2"],
+        help="v1 (default): the 25 hand-written neurons; v2: the generated suite "
+        "(WordNet concepts, morphology, punctuation, context...; train/dev/test families)",
+    )
+    p.add_argument(
+        "--neurons", type=int, default=None, help="v2: neurons to generate (default 600)"
+    )
     p.add_argument("--out", required=True, help="output dataset directory")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     p.set_defaults(func=_plant)
@@ -77,6 +87,12 @@ def register(sub: Any) -> None:
     v.add_argument("--split", default="valid", choices=["calibration", "valid", "test"])
     v.add_argument("--n-records", type=int, default=None)
     v.add_argument("--neurons", default=None, help="comma-separated neuron keys (default: all)")
+    v.add_argument(
+        "--suite-split",
+        default=None,
+        choices=["train", "dev", "test"],
+        help="v2 suites: only neurons of this concept-family split (--split is the record split)",
+    )
     v.add_argument("--json", action="store_true", help="last line: one JSON object")
     v.set_defaults(func=_validate)
     _register_score(sub)
@@ -101,8 +117,57 @@ def load_tokenizer(subject: str) -> Any:
     return AutoTokenizer.from_pretrained(subject)
 
 
+def _plant_suite(args: argparse.Namespace) -> int:
+    import sys
+    import time
+
+    from neuronbench.groundtruth import suite as S
+
+    start = time.perf_counter()
+
+    def say(msg: str) -> None:
+        print(f"[{time.perf_counter() - start:6.1f}s] {msg}", flush=True)
+
+    records = S.tokenize_corpus(
+        load_tokenizer(args.subject), args.corpus, n_tokens=args.tokens,
+        record_length=args.record_length, seed=args.seed,
+    )  # fmt: skip
+    say(f"tokenized {len(records)} records of {args.corpus} with the {args.subject} tokenizer")
+    suite = S.generate(
+        records, version=args.suite, seed=args.seed,
+        n_neurons=args.neurons or S.DEFAULT_NEURONS, progress=say,
+    )  # fmt: skip
+
+    def bar(i: int, n: int) -> None:
+        if i == n or i % 25 == 0:
+            sys.stdout.write(f"\r  planting {i}/{n} neurons" + ("\n" if i == n else ""))
+            sys.stdout.flush()
+
+    S.plant_suite(
+        suite, records, top_k=args.top_k, n_random=args.n_random, corpus=args.corpus,
+        extra={"tokenizer": args.subject}, progress=bar,
+    )  # fmt: skip
+    out = S.write_suite(suite, args.out)
+    say(f"wrote {len(suite.neurons)} neurons → {out} (digest {suite.digest()[:12]})")
+    table: dict[str, dict[str, int]] = {}
+    for n in suite.neurons:
+        table.setdefault(n.family, dict.fromkeys(S.SPLITS, 0))[n.split] += 1
+    print(f"  {'family':16s} " + " ".join(f"{s:>6s}" for s in S.SPLITS))
+    for fam in S.FAMILIES:
+        if fam in table:
+            print(f"  {fam:16s} " + " ".join(f"{table[fam][s]:6d}" for s in S.SPLITS))
+    if args.json:
+        splits = {s: len(suite.split(s)) for s in S.SPLITS}
+        print(json.dumps({"neurons": len(suite.neurons), "splits": splits, "path": str(out),
+                          "version": suite.version, "digest": suite.digest()}))  # fmt: skip
+    return 0
+
+
 def _plant(args: argparse.Namespace) -> int:
     from neuronbench.groundtruth.planted import PlantOptions, default_specs, plant_corpus
+
+    if getattr(args, "suite", "v1") != "v1":
+        return _plant_suite(args)
 
     specs = default_specs(args.specs) if args.specs else default_specs()
     opts = PlantOptions(
@@ -148,6 +213,7 @@ def _validate(args: argparse.Namespace) -> int:
         split=args.split,
         n_records=args.n_records,
         neurons=_split(args.neurons) if args.neurons else None,
+        suite_split=getattr(args, "suite_split", None),
     )
     kinds = ["all", *next(iter(reports)).per_kind] if reports else []
     print(
@@ -162,6 +228,13 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"\n{r.scorer} by family (truth beats: all / " + " / ".join(kinds[1:]) + ")")
         for fam, rates in r.per_family.items():
             print(f"  {fam:16s} " + " ".join(f"{rates[k]:.2f}" for k in kinds))
+        if r.per_split:
+            print(f"{r.scorer} by suite split (all / {' / '.join(kinds[1:])} / auc / |truth-para|)")
+            for name, row in r.per_split.items():
+                cells = " ".join(f"{row[k]:.2f}" for k in [*kinds, "auc", "paraphrase_gap"])
+                print(f"  {name:16s} {cells}  (n={int(row['n'])})")
+        if r.paraphrase_gap is not None:
+            print(f"  mean |truth - paraphrase|: {r.paraphrase_gap:.3f}")
     # agreement over every (neuron, candidate) explanation both scorers scored
     flat = {
         r.scorer: {f"{k}/{c}": v for k, row in r.scores.items() for c, v in row.items()}

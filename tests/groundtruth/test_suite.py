@@ -176,3 +176,33 @@ def test_default_size_has_at_least_500_neurons() -> None:
 
     recs = tokenize_corpus(tiny_tokenizer(), "austen", n_tokens=100_000)
     assert len(generate(recs).neurons) >= 500 == min(500, DEFAULT_NEURONS)
+
+
+def test_an_oracle_that_reads_each_explanations_rule_ranks_the_truth_first(suite, analysis) -> None:
+    """Scoring each explanation by the correlation of its rule's levels with the neuron's
+    activations: the truth wins against every decoy and ties its paraphrase, so the decoys
+    are separable in principle and validity measures the simulator, not the suite."""
+    from neuronbench.scorers.validity import summarize
+
+    acts = {n.key: np.concatenate(activations(n, [(p, t) for p, t in _records_of(analysis)],
+                                              suite.seed, analysis.split(R.levels(n.rule, analysis))))
+            for n in suite.neurons}  # fmt: skip
+    scores = {
+        n.key: {k: float(np.corrcoef(R.levels(e.rule, analysis), acts[n.key])[0, 1])
+                for k, e in n.explanations.items()}
+        for n in suite.neurons
+    }  # fmt: skip
+    splits = {n.key: n.split for n in suite.neurons}
+    r = summarize("oracle", scores, {n.key: n.family for n in suite.neurons}, splits, DECOY_KINDS)
+    assert r.truth_beats_decoys >= 0.95 and r.auc >= 0.97
+    assert r.paraphrase_gap == 0.0
+    assert set(r.per_split) == set(splits.values())
+    for name, row in r.per_split.items():
+        keys = [k for k, s in splits.items() if s == name]
+        assert row["n"] == len(keys)
+        wins = [all(scores[k]["truth"] > scores[k][d] for d in DECOY_KINDS) for k in keys]
+        assert row["all"] == pytest.approx(np.mean(wins))
+
+
+def _records_of(a: R.Analysis) -> list[tuple[int, list[str]]]:
+    return list(enumerate(a.texts))
