@@ -41,6 +41,7 @@ import json
 import lzma
 import re
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -58,6 +59,7 @@ KINDS = (
     "words", "tokens", "concept", "pos", "inflection", "suffix", "property", "chars", "after", "before",
     "sentence_start", "inside_quotes", "repeat", "union", "and", "not",
 )  # fmt: skip
+CACHE_SIZE = 64
 WORD_PROPERTIES = ("capitalized", "ends_ly", "long_word", "all_caps", "word")
 
 
@@ -130,8 +132,9 @@ class Analysis:
     vocab: dict[str, int]
     weights: np.ndarray
     """Per vocab entry: :func:`member_weight` of it."""
-    cache: dict[str, np.ndarray] = field(default_factory=dict)
-    """Levels of rules already evaluated here (rules nest, and suites reuse them)."""
+    cache: OrderedDict[str, np.ndarray] = field(default_factory=OrderedDict)
+    """Levels of the rules evaluated here last (rules nest and share parts), at most
+    :data:`CACHE_SIZE`: a suite tries thousands of rules over 100k tokens."""
 
     @functools.cached_property
     def flat_tokens(self) -> list[str]:
@@ -269,9 +272,15 @@ def levels(rule: Rule, a: Analysis) -> np.ndarray:
     if not isinstance(rule, dict) or rule.get("kind") not in KINDS:
         raise RuleError(f"unknown rule kind in {rule!r} (use one of {', '.join(KINDS)})")
     key = json.dumps(rule, sort_keys=True)
-    if key not in a.cache:
-        a.cache[key] = _levels(rule, a)
-    return a.cache[key]
+    if key in a.cache:
+        a.cache.move_to_end(key)
+        return a.cache[key]
+    out = _levels(rule, a)
+    out.setflags(write=False)  # shared through the cache
+    a.cache[key] = out
+    if len(a.cache) > CACHE_SIZE:
+        a.cache.popitem(last=False)
+    return out
 
 
 def _levels(rule: Rule, a: Analysis) -> np.ndarray:

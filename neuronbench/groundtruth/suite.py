@@ -267,7 +267,7 @@ class _Builder:
         self.rng = np.random.default_rng([seed, 2])
         self.a = R.analyze([t for _, t in records])
         self.lex = R.lexicon()
-        self._cache: dict[str, np.ndarray] = {}
+        self._masks: dict[str, tuple[np.ndarray, int]] = {}
         self._word_counts: dict[str, Counter[str]] = {}
         self.split_map: dict[str, str] = {}
 
@@ -275,20 +275,25 @@ class _Builder:
         return self.split_map[group]
 
     # levels over the slice, cached by rule
-    def lv(self, rule: dict[str, Any]) -> np.ndarray:
+    def fires(self, rule: dict[str, Any]) -> np.ndarray:
+        """Where ``rule`` fires on the slice (kept bit-packed: thousands of rules are tried)."""
         k = json.dumps(rule, sort_keys=True)
-        if k not in self._cache:
-            self._cache[k] = R.levels(rule, self.a)
-        return self._cache[k]
+        if k not in self._masks:
+            mask = R.levels(rule, self.a) > 0
+            self._masks[k] = (np.packbits(mask), int(mask.sum()))
+        return np.unpackbits(self._masks[k][0], count=self.a.n_tokens).astype(bool)
 
     def n_fire(self, rule: dict[str, Any]) -> int:
-        return int((self.lv(rule) > 0).sum())
+        k = json.dumps(rule, sort_keys=True)
+        if k not in self._masks:
+            self.fires(rule)
+        return self._masks[k][1]
 
     def firing_words(self, rule: dict[str, Any]) -> Counter[str]:
         """Words (lowercase, or exact for capitalised-only names) whose tokens fire."""
         k = json.dumps(rule, sort_keys=True)
         if k not in self._word_counts:
-            fired = self.lv(rule) > 0
+            fired = self.fires(rule)
             hit = fired[self.a.w_first] & fired[self.a.w_last]
             c: Counter[str] = Counter()
             for i in np.flatnonzero(hit):
@@ -299,7 +304,7 @@ class _Builder:
 
     def subset(self, small: dict[str, Any], big: dict[str, Any]) -> bool:
         """``small`` fires on a strict, non-empty subset of ``big``'s tokens."""
-        s, b = self.lv(small) > 0, self.lv(big) > 0
+        s, b = self.fires(small), self.fires(big)
         return bool(s.any() and not (s & ~b).any() and (b & ~s).any())
 
     @functools.cached_property
@@ -379,11 +384,11 @@ def _literal(b: _Builder, truth: dict[str, Any]) -> Explanation | None:
 
 
 def _literal_tokens(b: _Builder, truth: dict[str, Any]) -> Explanation | None:
-    fired = b.lv(truth) > 0
+    fired = b.fires(truth)
     counts = Counter(t for t, f in zip(b.a.flat_tokens, fired, strict=True) if f and t)
     top = [t for t, _ in sorted(counts.items(), key=lambda x: (-x[1], x[0]))][:2]
     rule = {"kind": "tokens", "tokens": top}
-    if not top or not (fired & ~(b.lv(rule) > 0)).any():
+    if not top or not (fired & ~b.fires(rule)).any():
         return None
     text = b.pick([f"the tokens {_join(top, quote=True)}", f"the literal strings {_join(top, quote=True, conj='or')}"])
     return Explanation(text if len(top) > 1 else f'the token "{top[0]}"', rule, ())
@@ -671,7 +676,7 @@ def _wordnet_neurons(b: _Builder, n_target: dict[str, int]) -> list[dict[str, An
         return best
 
     def disjoint(x: dict[str, Any], y: dict[str, Any]) -> bool:
-        return not ((b.lv(x) > 0) & (b.lv(y) > 0)).any()
+        return not (b.fires(x) & b.fires(y)).any()
 
     common = [c for c in sorted(lex) if fire[c] >= b.min_firing and broad(c) and narrow(c, 0.05)]
     rare = [c for c in sorted(lex) if 3 <= fire[c] <= RARE_MAX and broad(c) and narrow(c, 0.0)]
@@ -798,7 +803,7 @@ def generate(
         c = s["concept"]
         sp = b.split(c.group)
         pool = [x for x in structural_concepts if x.group != c.group and b.split(x.group) == sp
-                and not ((b.lv(x.rule) > 0) & (b.lv(c.rule) > 0)).mean() > 0.5 * (b.lv(x.rule) > 0).mean()]  # fmt: skip
+                and not (b.fires(x.rule) & b.fires(c.rule)).mean() > 0.5 * b.fires(x.rule).mean()]  # fmt: skip
         if not pool:
             continue
         n = _neuron(b, s["family"], c, s["broad"], s["narrow"], b.pick(pool))
