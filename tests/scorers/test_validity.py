@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
 
@@ -88,13 +89,31 @@ def test_lexical_simulator_validity_on_a_toy_plant() -> None:
     assert 0.0 <= r.auc <= 1.0 and set(r.per_kind) == {"too_broad", "too_narrow", "different"}
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(1800)
-def test_embedding_simulator_truth_beats_different_concept_on_austen(tmp_path) -> None:
-    """The issue's offline floor: truth beats the different-concept decoy for >= 90% of neurons."""
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread: the embeddings are many small batches, where more threads only
+    contend (several times slower on a busy 2-core machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_embedding_simulator_truth_beats_different_concept_on_austen(
+    one_torch_thread: None,
+) -> None:
+    """The offline floor: truth beats the different-concept decoy for >= 90% of neurons.
+
+    Runs by default: every planted neuron, on 50k tokens of Austen (enough records for
+    each of them), 2 top + 2 random scored records each; about 26 CPU-seconds in a fresh
+    process, most of it loading the SmolLM2 tokenizer and the embedding model.
+    """
     from neuronbench.groundtruth.planted import plant_corpus
     from neuronbench.scorers._cli import load_tokenizer
 
-    ds = plant_corpus(load_tokenizer("smollm2"), "austen", n_tokens=100_000)
+    ds = plant_corpus(load_tokenizer("smollm2"), "austen", n_tokens=50_000)
+    assert len(ds.neurons) >= 20  # the floor is over all planted neurons, not a few
     [r] = validate(ds, ["embedding"], n_records=2)
     assert r.per_kind["different"] >= 0.9, r.summary()
