@@ -11,7 +11,8 @@ Rules are JSON-ready dicts, ``{"kind": ..., "level": optional multiplier}``:
   exactly; ``case_sensitive`` makes all exact). Level: :func:`member_weight` of the word.
 - ``tokens``: tokens whose text, stripped of spaces, is one of ``tokens`` (punctuation lists).
 - ``concept``: ``id`` of a WordNet concept in the shipped lexicon (its members, as ``words``).
-- ``pos``: words whose dominant WordNet part of speech is ``pos`` (n, v, a, r), stop words out.
+- ``pos``: words whose dominant WordNet part of speech is ``pos`` (n, v, a, r), stop words
+  and words under three letters out.
 - ``inflection``: inflected forms (``pos`` n: plural nouns; v: verb forms) by WordNet morphy.
 - ``suffix``: alphabetic words ending in one of ``suffixes`` with at least ``min_len`` letters.
 - ``property``: ``capitalized``, ``punctuation``, ``ends_ly``, ``long_word``, ``digit`` (as v1),
@@ -83,9 +84,14 @@ def _stopwords() -> frozenset[str]:
 def _selection(kind: str, value: str) -> frozenset[str]:
     lex = lexicon()
     stop = _stopwords()
+    # words of one or two letters are mostly clitics and letters ("s" of "'s" is a noun)
     if kind == "pos":
-        return frozenset(w for w, p in lex["pos"].items() if p == value and w not in stop)
-    return frozenset(w for w, (p, _) in lex["forms"].items() if p == value and w not in stop)
+        return frozenset(
+            w for w, p in lex["pos"].items() if p == value and w not in stop and len(w) > 2
+        )
+    return frozenset(
+        w for w, (p, _) in lex["forms"].items() if p == value and w not in stop and len(w) > 2
+    )
 
 
 def concept_members(concept_id: str) -> list[str]:

@@ -289,16 +289,17 @@ class _Builder:
             self.fires(rule)
         return self._masks[k][1]
 
-    def firing_words(self, rule: dict[str, Any]) -> Counter[str]:
-        """Words (lowercase, or exact for capitalised-only names) whose tokens fire."""
-        k = json.dumps(rule, sort_keys=True)
+    def firing_words(self, rule: dict[str, Any], exact: bool = False) -> Counter[str]:
+        """Words whose tokens fire: lowercase (exact for capitalised-only names), or as
+        written with ``exact``."""
+        k = json.dumps(rule, sort_keys=True) + ("|exact" if exact else "")
         if k not in self._word_counts:
             fired = self.fires(rule)
             hit = fired[self.a.w_first] & fired[self.a.w_last]
             c: Counter[str] = Counter()
             for i in np.flatnonzero(hit):
                 w = self.a.word[i]
-                c[w if w in self.lex["proper"] else w.lower()] += 1
+                c[w if exact or w in self.lex["proper"] else w.lower()] += 1
             self._word_counts[k] = c
         return self._word_counts[k]
 
@@ -363,7 +364,9 @@ def _wordnet_concept(b: _Builder, cid: str, c: dict[str, Any]) -> Concept:
 
 def _literal(b: _Builder, truth: dict[str, Any]) -> Explanation | None:
     """The truth's most frequent firing words, listed: a too-narrow decoy by rule."""
-    words = [w for w, _ in sorted(b.firing_words(truth).items(), key=lambda x: (-x[1], x[0]))]
+    cased = _case_dependent(truth)
+    counts = b.firing_words(truth, exact=cased)
+    words = [w for w, _ in sorted(counts.items(), key=lambda x: (-x[1], x[0]))]
     if not words:  # punctuation: list the firing tokens themselves
         return _literal_tokens(b, truth)
     k = min(3, len(words) - 1)
@@ -380,7 +383,13 @@ def _literal(b: _Builder, truth: dict[str, Any]) -> Explanation | None:
     if k == 1:
         text = f'the word "{top[0]}"'
 
-    return Explanation(text, {"kind": "words", "words": top, "case_sensitive": False}, ())
+    return Explanation(text, {"kind": "words", "words": top, "case_sensitive": cased}, ())
+
+
+def _case_dependent(rule: dict[str, Any]) -> bool:
+    """Whether the rule looks at letter case (then its literal list keeps the case)."""
+    raw = json.dumps(rule)
+    return any(s in raw for s in ('"capitalized"', '"all_caps"', '"skip_periods": true'))
 
 
 def _literal_tokens(b: _Builder, truth: dict[str, Any]) -> Explanation | None:
