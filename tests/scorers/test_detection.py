@@ -29,7 +29,7 @@ from neuronbench.scorers._classify import (
     parse_answer,
 )
 from neuronbench.scorers.detection import detect, detection, prompt_template
-from tests.scorers.gt_builders import judge, word_neuron
+from tests.scorers.gt_builders import examples_in, judge, word_neuron
 
 
 def test_golden_prompt() -> None:
@@ -177,3 +177,71 @@ def test_labelled_records_filters_firing_random_and_silent_top_records() -> None
     labelled = labelled_records(neuron, "valid")
     assert [r.position for r in labelled.non_activating] == [1004, 1007, 1010, 1013]
     assert labelled.dropped == 1
+
+
+@solver
+def explanation_from_metadata():
+    async def solve(state: TaskState, generate: Generate) -> TaskState:
+        state.metadata["explanation"] = state.metadata["script"]
+        state.metadata["explanation_flags"] = []
+        return state
+
+    return solve
+
+
+def test_one_unparsed_batch_fails_the_sample_and_never_counts_as_zero(tmp_path) -> None:
+    """Neuron A's judge answers every batch; neuron B's answers its first batch, then prose.
+    B is a flagged failure (not scored on the batch that parsed, not a 0) with the
+    unparsed reply kept; the run's mean is A's alone and the failure is counted."""
+    from dataclasses import replace
+
+    from neuronbench.datasets import NeuronId
+
+    first_seen: set[str] = set()
+
+    def respond(input, tools, tool_choice, config):
+        prompt = input[-1].text
+        right = "[" + ", ".join(str(int("Bath" in ex)) for ex in examples_in(prompt)) + "]"
+        if "Explanation: unlucky" in prompt and "unlucky" in first_seen:
+            text = "Hard to say, maybe the second one?"
+        else:
+            text = right
+        first_seen.add("unlucky" if "Explanation: unlucky" in prompt else "lucky")
+        out = ModelOutput.from_content(model="mockllm", content=text)
+        out.usage = ModelUsage(input_tokens=10, output_tokens=10, total_tokens=20)
+        return out
+
+    neurons = [word_neuron(seed=0), replace(word_neuron(seed=1), id=NeuronId("test", 0, 1))]
+    samples = [
+        Sample(
+            id=n.id.key,
+            input="x",
+            metadata={"neuron": n.to_dict(), "split": "valid", "script": script},
+        )
+        for n, script in zip(neurons, ["the city of Bath", "unlucky"], strict=True)
+    ]
+    task = Task(dataset=samples, solver=explanation_from_metadata(), scorer=detection(cache=False))
+    mock = get_model("mockllm/model", custom_outputs=respond)
+    [log] = eval(
+        task,
+        model="mockllm/model",
+        model_roles={"simulator": mock},
+        log_dir=str(tmp_path),
+        display="none",
+        max_samples=1,
+    )
+    assert log.status == "success", log.error
+    scores = {s.id: s.scores["detection"] for s in log.samples}
+    good, bad = scores[neurons[0].id.key], scores[neurons[1].id.key]
+    assert good.metadata["status"] == "ok" and good.value["balanced_accuracy"] == 1.0
+    assert bad.metadata["status"] == "failed" and bad.value["scored"] == 0.0
+    assert "1 batch(es) did not parse" in bad.metadata["reason"]
+    assert bad.metadata["raw_output"] == "Hard to say, maybe the second one?"
+    assert len(bad.metadata["raw_outputs"]) == 2  # the parsed first batch is logged, not scored
+    assert all(math.isnan(bad.value[k]) for k in ("balanced_accuracy", "precision", "recall"))
+    metrics = {
+        s.name: {k.split("/")[-1]: m.value for k, m in s.metrics.items()}
+        for s in log.results.scores
+    }
+    assert metrics["balanced_accuracy"]["mean"] == 1.0  # a failure counted as 0 would give 0.5
+    assert metrics["scored"]["n_failed"] == 1 and metrics["scored"]["mean"] == 0.5

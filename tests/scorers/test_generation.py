@@ -170,3 +170,55 @@ def test_tokens_with_line_breaks_stay_on_one_line():
     assert "a\\u2028b\tunknown\n\\r\\n\tunknown\nx\\ty\tunknown" in prompt
     reply = "a\\u2028b\t1\n\\r\\n\t2\nx\\ty\t3"
     assert [v.value for v in parse_values(reply, tokens)] == [1, 2, 3]
+
+
+def test_unparseable_simulation_is_a_counted_failure_through_the_task(tmp_path):
+    """``-T simulator=generation``: a neuron whose simulator reply does not parse is a flagged
+    failure with the reply kept, never a row of zeros; the run's mean is the other neuron's."""
+    import json
+
+    from inspect_ai import eval
+
+    from neuronbench.evals import explain_neurons
+    from tests.evals._helpers import write_dataset
+
+    dataset = write_dataset(tmp_path / "ds", layers=(0,), per_layer=2)
+    explanations = tmp_path / "explanations.json"
+    explanations.write_text(json.dumps({"0/0": "tokens ending in 1", "0/1": "garbled"}))
+    answer = scripted_answer(lambda tok: int(tok.strip()[-1]) % 10)  # " r4x7" -> 7
+
+    def fn(input, tools, tool_choice, config):
+        if "Neuron explanation: garbled" in input[-1].text:
+            out = ModelOutput.from_content(model="mockllm", content="These all look like 0 to me.")
+            out.usage = ModelUsage(input_tokens=1, output_tokens=1, total_tokens=2)
+            return out
+        return answer(input, tools, tool_choice, config)
+
+    [log] = eval(
+        explain_neurons(
+            dataset=str(dataset),
+            strategy="from_file",
+            explanation_file=str(explanations),
+            simulator="generation",
+            simulator_model="none",
+            n_score_records=2,
+        ),
+        model="mockllm/model",
+        model_roles={"simulator": _mock(fn)},
+        log_dir=str(tmp_path / "logs"),
+        display="none",
+    )
+    assert log.status == "success", log.error
+    scores = {s.id: s.scores["simulation"] for s in log.samples}
+    ok, bad = scores["test-subject-L0-N0"], scores["test-subject-L0-N1"]
+    assert ok.metadata["status"] == "ok" and not math.isnan(ok.value["top_and_random"])
+    assert bad.metadata["status"] == "failed" and bad.value["scored"] == 0.0
+    assert "These all look like 0 to me." in bad.metadata["raw_output"]
+    assert all(math.isnan(bad.value[k]) for k in ("top_and_random", "random_only", "top_only"))
+    assert all(r["predictions"] is None for r in bad.metadata["records"])
+    metrics = {
+        s.name: {k.split("/")[-1]: m.value for k, m in s.metrics.items()}
+        for s in log.results.scores
+    }
+    assert metrics["top_and_random"]["mean"] == pytest.approx(ok.value["top_and_random"])
+    assert metrics["scored"]["n_failed"] == 1 and metrics["scored"]["mean"] == 0.5
