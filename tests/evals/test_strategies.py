@@ -112,8 +112,8 @@ def test_shuffled_never_returns_own_text() -> None:
 
 
 class FakeSimulator:
-    """Predicts the true activations scaled by how many times 'good' is in the explanation;
-    'bad' explanations predict constants (unscorable)."""
+    """Predicts the true activations with less noise the more 'good' is in the explanation;
+    'bad' explanations predict a constant (explains nothing: correlation 0)."""
 
     name = "fake"
 
@@ -138,7 +138,8 @@ def test_best_of_k_keeps_the_best_calibration_score() -> None:
     best, candidates, index, note = asyncio.run(choose(raws, neuron, sim))
     assert index == 1 and best.explanation == "good good good things" and note is None
     assert candidates[0].score is not None and candidates[1].score > candidates[0].score
-    assert candidates[2].score is None and candidates[2].reason
+    assert candidates[2].score == 0.0 and candidates[2].reason is None  # constant: scored 0
+    assert candidates[0].score > 0.0
     assert candidates[3].flags == ["refusal"] and candidates[3].score is None
 
 
