@@ -108,9 +108,7 @@ def tagged(wn, lemma: str, pos: str) -> list[tuple[object, int]]:  # type: ignor
         _COUNTS.update(tag_counts())
     out = []
     for s in wn.synsets(lemma, pos):
-        n = sum(
-            _COUNTS.get(lm.key(), 0) for lm in s.lemmas() if lm.name().lower() == lemma.lower()
-        )
+        n = sum(_COUNTS.get(lm.key(), 0) for lm in s.lemmas() if lm.name().lower() == lemma.lower())
         out.append((s, n))
     return out
 
@@ -130,14 +128,20 @@ def senses(wn, word: str, stop: set[str]) -> tuple[dict[str, list], dict[str, st
         lemmas[pos] = lemma
         totals[pos] = sum(n for _, n in ranked)
         first = ranked[0][1]
-        by_pos[pos] = [s for i, (s, n) in enumerate(ranked) if i == 0 or (first > 0 and n * 2 >= first)]
+        by_pos[pos] = [
+            s for i, (s, n) in enumerate(ranked) if i == 0 or (first > 0 and n * 2 >= first)
+        ]
     if not totals:
         return {}, {}, None
     best = max(totals.values())
     dominant = max(totals, key=lambda p: (totals[p], -"nvar".index(p)))
     if word in stop or len(word) < 3:
         return {}, lemmas, dominant
-    keep = {p: v for p, v in by_pos.items() if p in ("n", "v") and (best == 0 or totals[p] * 10 >= best * 3)}
+    keep = {
+        p: v
+        for p, v in by_pos.items()
+        if p in ("n", "v") and (best == 0 or totals[p] * 10 >= best * 3)
+    }
     return keep, lemmas, dominant
 
 

@@ -80,7 +80,7 @@ def _stopwords() -> frozenset[str]:
     return frozenset(lexicon()["stopwords"])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _selection(kind: str, value: str) -> frozenset[str]:
     lex = lexicon()
     stop = _stopwords()

@@ -30,13 +30,20 @@ API (for simulators trained on the suite)::
     from neuronbench.groundtruth.suite import generate_suite, write_suite, load_suite
     from neuronbench.groundtruth.rules import evaluate
 
-    suite = generate_suite(tokenizer, version="v2", seed=0)        # default 600 neurons
-    for n in suite.split("train"):
-        n.key, n.family, n.concept, n.split
-        n.explanations["too_narrow"].text, n.explanations["too_narrow"].rule
-        record = suite.dataset[n.id]                                # NeuronRecord: top/random
-        evaluate(n.explanations["literal"].rule, record.top[0].tokens)  # its levels there
+    suite = generate_suite(tokenizer, version="v2", seed=0)   # 600 neurons, ~3 min on 2 cores
+    for n in suite.split("train"):                            # train / dev / test
+        n.key, n.family, n.concept, n.group, n.split, n.noise
+        e = n.explanations["too_narrow"]                      # any of KINDS
+        e.text, e.rule, e.concepts
+        record = suite.dataset[n.id]                          # NeuronRecord: top + random
+        evaluate(e.rule, record.top[0].tokens)                # levels that explanation implies
     write_suite(suite, "out/suite"); suite = load_suite("out/suite")
+
+Lower level: ``tokenize_corpus`` → ``generate(records, ...)`` (specs only, no activations;
+``Suite.digest()`` identifies them) → ``plant_suite(suite, records)`` (the dataset).
+``neuronbench plant --suite v2 --out DIR`` writes the same thing; v1 stays the default of
+``neuronbench plant``. ``rules.evaluate`` is exact for a record on its own; the truth's
+levels times the neuron's noise are its recorded activations.
 
 A neuron's activation is ``SCALE * level * lognormal(noise)`` where its truth rule fires
 and exactly 0 elsewhere (``noise`` 0.2; 0.4 for the ``graded`` family).
@@ -399,7 +406,12 @@ def _literal_tokens(b: _Builder, truth: dict[str, Any]) -> Explanation | None:
     rule = {"kind": "tokens", "tokens": top}
     if not top or not (fired & ~b.fires(rule)).any():
         return None
-    text = b.pick([f"the tokens {_join(top, quote=True)}", f"the literal strings {_join(top, quote=True, conj='or')}"])
+    text = b.pick(
+        [
+            f"the tokens {_join(top, quote=True)}",
+            f"the literal strings {_join(top, quote=True, conj='or')}",
+        ]
+    )
     return Explanation(text if len(top) > 1 else f'the token "{top[0]}"', rule, ())
 
 
@@ -483,9 +495,7 @@ def _structural(b: _Builder) -> list[tuple[str, Concept, list[Concept]]]:
         if len(w) >= 6 and w.isalpha():
             for k in range(2, 5):
                 ends[w[-k:]] += 1
-    suffixes = sorted(
-        (e for e, n in ends.items() if n >= 40), key=lambda e: (-ends[e], e)
-    )
+    suffixes = sorted((e for e, n in ends.items() if n >= 40), key=lambda e: (-ends[e], e))
     morph: list[Concept] = []
     for e in suffixes:
         rule = {"kind": "suffix", "suffixes": [e], "min_len": len(e) + 3}
@@ -515,9 +525,17 @@ def _structural(b: _Builder) -> list[tuple[str, Concept, list[Concept]]]:
         rule = {"kind": "pos", "pos": p}
         ex = _join(b.examples(rule))
         pos.append(
-            Concept(f"pos:{p}", "pos", rule,
-                    [f"{name}, such as {ex}", f"any word used as one of the {name} ({ex})",
-                     f"{name} (e.g. {ex})"], [name, f"{name} in general"])  # fmt: skip
+            Concept(
+                f"pos:{p}",
+                "pos",
+                rule,
+                [
+                    f"{name}, such as {ex}",
+                    f"any word used as one of the {name} ({ex})",
+                    f"{name} (e.g. {ex})",
+                ],
+                [name, f"{name} in general"],
+            )  # fmt: skip
         )
     for p, name, alt in (("n", "plural nouns", "nouns in the plural"),
                          ("v", "inflected verb forms", "verbs with an ending such as -ed, -s or -ing")):  # fmt: skip
@@ -531,7 +549,11 @@ def _structural(b: _Builder) -> list[tuple[str, Concept, list[Concept]]]:
 
     # punctuation: Unicode names and the Terminal_Punctuation / Sentence_Terminal properties
     chars = Counter(
-        ch for row in b.a.texts for t in row for ch in t.strip() if unicodedata.category(ch).startswith("P")
+        ch
+        for row in b.a.texts
+        for t in row
+        for ch in t.strip()
+        if unicodedata.category(ch).startswith("P")
     )
     punct: list[Concept] = []
     for ch, _ in sorted(chars.items(), key=lambda x: (-x[1], x[0])):
@@ -558,7 +580,9 @@ def _structural(b: _Builder) -> list[tuple[str, Concept, list[Concept]]]:
         out.append(("punctuation", c, punct))
 
     # context: after frequent function words, before punctuation, sentence start, quotes
-    stopc = sorted((w for w in stop if w.isalpha() and len(w) > 1), key=lambda w: (-counts.get(w, 0), w))
+    stopc = sorted(
+        (w for w in stop if w.isalpha() and len(w) > 1), key=lambda w: (-counts.get(w, 0), w)
+    )
     after: list[Concept] = []
     for w in stopc[:60]:
         rule = {"kind": "after", "words": [w]}
@@ -675,14 +699,14 @@ def _wordnet_neurons(b: _Builder, n_target: dict[str, int]) -> list[dict[str, An
         return None
 
     def narrow(cid: str, lo: float = 0.1) -> str | None:
-        stack, best = list(children.get(cid, [])), None
+        """The descendant firing most often, on 10% (``lo``) to 85% of the concept's tokens."""
+        stack, found = list(children.get(cid, [])), []
         while stack:
             k = stack.pop()
             stack.extend(children.get(k, []))
-            if split[k] == split[cid] and 1 <= fire[k] and lo * fire[cid] <= fire[k] <= 0.85 * fire[cid]:
-                if best is None or (fire[k], k) > (fire[best], best):
-                    best = k
-        return best
+            if split[k] == split[cid] and max(1, lo * fire[cid]) <= fire[k] <= 0.85 * fire[cid]:
+                found.append((fire[k], k))
+        return max(found)[1] if found else None
 
     def disjoint(x: dict[str, Any], y: dict[str, Any]) -> bool:
         return not (b.fires(x) & b.fires(y)).any()
@@ -704,7 +728,11 @@ def _wordnet_neurons(b: _Builder, n_target: dict[str, int]) -> list[dict[str, An
         if bc is None or nc is None or d is None:
             return None
         bcon, ncon = concept(bc), concept(nc)
-        return (b.pick(bcon.texts), bcon.rule, (bcon.id,)), (b.pick(ncon.texts), ncon.rule, (ncon.id,)), d
+        return (
+            (b.pick(bcon.texts), bcon.rule, (bcon.id,)),
+            (b.pick(ncon.texts), ncon.rule, (ncon.id,)),
+            d,
+        )
 
     out: list[dict[str, Any]] = []
     order = list(common)
@@ -785,17 +813,15 @@ def generate(
     b = _Builder(recs, version, seed, min_firing)
     say(f"analysed {len(recs)} records, {b.a.n_tokens} tokens")
     structural = _structural(b)
-    weights: Counter[str] = Counter(c.group for _, c, _ in structural)
+    weights: dict[str, float] = dict(Counter(c.group for _, c, _ in structural))
     # WordNet groups weigh by their share of the neurons WordNet concepts will fill
-    wn = Counter(
-        b.lex["concepts"][cid]["lexname"] for cid, n in b.wordnet_fire().items() if n >= 3
-    )
+    wn = Counter(b.lex["concepts"][k]["lexname"] for k, f in b.wordnet_fire().items() if f >= 3)
     scale = max(n_neurons - sum(weights.values()), 0) / max(sum(wn.values()), 1)
     for c in b.lex["concepts"].values():
         weights.setdefault(c["lexname"], 0.0)  # every group gets a split, used or not
-    for g, n in wn.items():
-        weights[g] += n * scale
-    b.split_map = assign_splits(dict(weights), version)
+    for g, count in wn.items():
+        weights[g] += count * scale
+    b.split_map = assign_splits(weights, version)
     specs: list[dict[str, Any]] = []
     for family, c, siblings in structural:
         if b.n_fire(c.rule) < b.min_firing:
@@ -815,9 +841,9 @@ def generate(
                 and not (b.fires(x.rule) & b.fires(c.rule)).mean() > 0.5 * b.fires(x.rule).mean()]  # fmt: skip
         if not pool:
             continue
-        n = _neuron(b, s["family"], c, s["broad"], s["narrow"], b.pick(pool))
-        if n:
-            built.append(n)
+        spec = _neuron(b, s["family"], c, s["broad"], s["narrow"], b.pick(pool))
+        if spec:
+            built.append(spec)
     cap = int(round(STRUCTURAL_SHARE * n_neurons))
     if len(built) > cap:  # a small suite keeps a seeded sample, in generation order
         keep = sorted(int(i) for i in b.rng.choice(len(built), size=cap, replace=False))
@@ -840,7 +866,10 @@ def generate(
         )
         for i, n in enumerate(built)
     ]
-    say(f"{len(neurons)} neurons: " + ", ".join(f"{s} {sum(n.split == s for n in neurons)}" for s in SPLITS))
+    say(
+        f"{len(neurons)} neurons: "
+        + ", ".join(f"{s} {sum(n.split == s for n in neurons)}" for s in SPLITS)
+    )
     info = {"n_records": len(recs), "n_tokens": b.a.n_tokens, "splits": b.split_map}
     return Suite(version, seed, neurons, info=info)
 
@@ -874,7 +903,9 @@ def plant_suite(
     recs = sorted(((int(p), [str(t) for t in toks]) for p, toks in records), key=lambda r: r[0])
     a = R.analyze([t for _, t in recs])
     rng = np.random.default_rng([suite.seed, 1])
-    random_idx = sorted(int(i) for i in rng.choice(len(recs), size=min(n_random, len(recs)), replace=False))
+    random_idx = sorted(
+        int(i) for i in rng.choice(len(recs), size=min(n_random, len(recs)), replace=False)
+    )
     ds = NeuronDataset(
         card=DatasetCard(
             subject=SUBJECT, corpus=corpus, n_tokens=a.n_tokens,
@@ -914,7 +945,9 @@ def tokenize_corpus(tokenizer: Any, corpus: str = "austen", *, n_tokens: int = 1
                     record_length: int = 64, seed: int = 0) -> list[tuple[int, list[str]]]:  # fmt: skip
     from neuronbench.subjects.corpus import iter_records, token_strings
 
-    it = iter_records(tokenizer, corpus, record_length=record_length, max_tokens=n_tokens, seed=seed)
+    it = iter_records(
+        tokenizer, corpus, record_length=record_length, max_tokens=n_tokens, seed=seed
+    )
     return [(r.position, token_strings(tokenizer, r.token_ids)) for r in it]
 
 
@@ -933,7 +966,9 @@ def generate_suite(
     progress: Callable[[str], None] | None = None,
 ) -> Suite:
     """Tokenize the corpus, generate the suite and (``plant``) its neuron dataset."""
-    records = tokenize_corpus(tokenizer, corpus, n_tokens=n_tokens, record_length=record_length, seed=seed)
+    records = tokenize_corpus(
+        tokenizer, corpus, n_tokens=n_tokens, record_length=record_length, seed=seed
+    )
     suite = generate(records, version=version, seed=seed, n_neurons=n_neurons, progress=progress)
     if plant:
         plant_suite(suite, records, top_k=top_k, n_random=n_random, corpus=corpus)
