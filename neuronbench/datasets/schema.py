@@ -119,7 +119,10 @@ class NeuronRecord:
     top: list[ActivationRecord]
     """Records with the highest max activation, sorted descending (OpenAI: ``most_positive_activation_records``)."""
     random: list[ActivationRecord]
-    """Uniform random sample of corpus records (OpenAI: ``random_sample``)."""
+    """The neuron's own uniform random sample of corpus records (OpenAI: ``random_sample``).
+
+    neuronbench's recorder draws it per neuron and never includes the neuron's top records
+    (card ``extra["sampling"] == "per-neuron/disjoint"``); older recordings shared one sample."""
     quantile: list[list[ActivationRecord]] = field(default_factory=list)
     """Records sampled within each bin of per-record max activation (OpenAI: ``random_sample_by_quantile``)."""
     quantile_boundaries: list[float] = field(default_factory=list)

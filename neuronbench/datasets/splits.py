@@ -4,7 +4,8 @@ Records are dealt round-robin with stride = number of splits: top record ``i`` g
 ``TOP_SPLITS[i % 4]`` and random record ``i`` to ``RANDOM_SPLITS[i % 3]``. The explainer
 sees only ``train`` (top records); scoring uses ``valid`` during development and ``test``
 for leaderboards, each = its top + random records, 1:1. Because every record is dealt to
-exactly one split, no scored record can be shown to the explainer.
+exactly one split, and a neuron's random sample never holds one of its top records (the
+recorder draws it per neuron, excluding them), no scored record can be shown to the explainer.
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ and sorts, ``_checkpoint`` saves and loads. Pure tensor code: no model, corpus o
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -241,15 +242,31 @@ def neuron_keys(
     import torch
 
     pos, idx = torch.broadcast_tensors(positions, neurons)
-    idx_np = idx.numpy().astype(np.uint64)
-    pos_np = pos.numpy().astype(np.int64).view(np.uint64)
+    streams = neuron_streams(seed, salt, layer, int(idx.max()) + 1 if idx.numel() else 0)
+    return keys_of(pos, streams[idx.numpy()])
+
+
+@functools.lru_cache(maxsize=128)
+def neuron_streams(seed: int, salt: int, layer: int, n: int) -> np.ndarray:
+    """(n,) uint64: the per-neuron constant of :func:`neuron_key` for neurons ``0..n-1``
+    (cached: the recorder needs it for every batch)."""
     with np.errstate(over="ignore"):
         stream = np.uint64(_mix((seed * 2 + salt) & _M64))
-        tag = (np.uint64(layer & 0xFFFFFFFF) << np.uint64(32)) | idx_np
-        c = _mix_np(stream ^ _mix_np(tag))
-        keys = _mix_np(pos_np ^ c).view(np.int64)
-    out = torch.from_numpy(np.ascontiguousarray(keys))
-    return torch.where(pos == EMPTY, EMPTY, out)
+        tag = (np.uint64(layer & 0xFFFFFFFF) << np.uint64(32)) | np.arange(n, dtype=np.uint64)
+        out = _mix_np(stream ^ _mix_np(tag))
+    out.flags.writeable = False
+    return out
+
+
+def keys_of(positions: torch.Tensor, streams: np.ndarray) -> torch.Tensor:
+    """int64 keys of ``positions`` (any int64 tensor) under per-element ``streams`` (same
+    shape, from :func:`neuron_streams`); ``EMPTY`` positions keep the empty key."""
+    import torch
+
+    pos_np = positions.numpy().astype(np.int64).view(np.uint64)
+    with np.errstate(over="ignore"):
+        keys = _mix_np(pos_np ^ streams).view(np.int64)
+    return torch.where(positions == EMPTY, EMPTY, torch.from_numpy(np.ascontiguousarray(keys)))
 
 
 def _mix_np(x: np.ndarray) -> np.ndarray:

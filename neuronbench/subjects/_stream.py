@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from neuronbench.datasets.errors import DatasetError
 from neuronbench.subjects._state import (
     EMPTY,
@@ -23,7 +25,8 @@ from neuronbench.subjects._state import (
     RANDOM_SALT,
     LayerState,
     RecorderState,
-    neuron_keys,
+    keys_of,
+    neuron_streams,
 )
 
 if TYPE_CHECKING:
@@ -74,13 +77,17 @@ class _Cascade:
             self.rand = _worst_by_key(ls.rand_key, ls.rand_pos)  # (n,) key, position, slot
         if self.has_q:
             self.q = _worst_by_key(ls.q_key, ls.q_pos, dim=1)  # (Q, n) key, position, slot
+        n = ls.top_val.shape[1]
+        salts = [RANDOM_SALT] * self.has_rand + [QUANTILE_SALT] * self.has_q
+        self.streams = {salt: neuron_streams(seed, salt, layer, n) for salt in salts}
+        """salt -> (n,) per-neuron hash constants (see ``neuron_key``)."""
 
     def run(self, rec_max: torch.Tensor, per_token: torch.Tensor, pos: torch.Tensor) -> None:
-        import torch
-
-        neurons = torch.arange(rec_max.shape[1])
-        salts = [RANDOM_SALT] * self.has_rand + [QUANTILE_SALT] * self.has_q
-        batch_keys = {salt: self._keys(salt, pos[:, None], neurons) for salt in salts}  # (B, n)
+        n = rec_max.shape[1]
+        batch_keys = {
+            salt: keys_of(pos[:, None].expand(-1, n), np.broadcast_to(st, (pos.shape[0], n)))
+            for salt, st in self.streams.items()
+        }  # (B, n) each
         active = self._may_enter(
             rec_max, pos, batch_keys.get(RANDOM_SALT), batch_keys.get(QUANTILE_SALT)
         )  # (B, n)
@@ -109,7 +116,7 @@ class _Cascade:
     ) -> torch.Tensor:
         """(B, n): where record b may enter some stage of neuron j, judged against the
         worst kept records at the start of the batch. Those only get harder to beat during
-        the batch, so this is a superset: elsewhere nothing moves and the row skips it."""
+        the batch, so this is a superset: elsewhere nothing can move, and the waves skip it."""
         p = pos[:, None]  # (B, 1)
         wval, wpos, _ = self.top
         active = (rec_max > wval) | ((rec_max == wval) & (p < wpos))
@@ -122,9 +129,6 @@ class _Cascade:
             active |= (qkeys < wk) | ((qkeys == wk) & (p < wp))
         return active
 
-    def _keys(self, salt: int, positions: torch.Tensor, neurons: torch.Tensor) -> torch.Tensor:
-        return neuron_keys(self.seed, salt, self.layer, positions, neurons)
-
     def _down_keys(self, salt: int, cand: _Candidate) -> torch.Tensor:
         """Keys of the candidates: their batch record's, rehashed where a displaced record
         moved."""
@@ -133,7 +137,7 @@ class _Cascade:
             return keys
         keys = keys.clone()
         m = cand.moved
-        keys[m] = self._keys(salt, cand.pos[m], cand.cols[m])
+        keys[m] = keys_of(cand.pos[m], self.streams[salt][cand.cols[m].numpy()])
         return keys
 
     def _offer_top(self, cand: _Candidate) -> None:

@@ -79,6 +79,7 @@ def test_records_equal_brute_force(arch: str, request: pytest.FixtureRequest) ->
     ids, acts = brute_force(subject)
     assert len(ds) == len(LAYERS) * subject.d_mlp
     assert ds.card.n_tokens == N_RECORDS * 16 and ds.card.layers == LAYERS
+    assert ds.card.extra["sampling"] == "per-neuron/disjoint"
     by_boundary_key = sorted(range(N_RECORDS), key=lambda p: record_key(3, BOUNDARY_SALT, p))
     boundary_sample = sorted(by_boundary_key[:40])
     for neuron in ds:
