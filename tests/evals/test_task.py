@@ -70,8 +70,11 @@ def test_best_of_k_records_candidates(dataset_dir: Path, tmp_path: Path) -> None
         assert len(cands) == 3 and s.metadata["selection_split"] == "calibration"
         assert any(c["flags"] == ["refusal"] for c in cands)
         scores = [c["score"] for c in cands if c["score"] is not None]
-        if scores:
-            assert cands[s.metadata["best_index"]]["score"] == max(scores)
+        # the refusal is never scored; the two real candidates are (a constant lexical
+        # simulation scores 0, not None), and the chosen one has the best calibration score
+        assert len(scores) == 2
+        assert cands[s.metadata["best_index"]]["score"] == max(scores)
+        assert cands[s.metadata["best_index"]]["flags"] != ["refusal"]
 
 
 def test_best_of_k_llm_simulator_needs_the_role(dataset_dir: Path, tmp_path: Path) -> None:
