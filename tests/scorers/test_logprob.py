@@ -445,3 +445,21 @@ def test_task_passes_simulator_examples_to_the_scorer(tmp_path):
     assert 0 < details["value_mass"]["min"] <= details["value_mass"]["median"] <= 1
     with pytest.raises(ValueError, match="use default, openai or a JSON"):
         run(dataset, tmp_path, scorer="simulation", simulator_examples="nope.json")
+
+
+@pytest.mark.weights
+def test_smollm2_batched_reads_equal_one_record_at_a_time():
+    model = get_model("neuronbench/smollm2")
+    records = [
+        [" It", " is", " a", " truth", " universally", " acknowledged", "."],
+        ["10", "%", "\n"],
+    ]
+    sim = LogprobSimulator(model, cache=False)
+    result = simulate(sim, "words about truth and knowledge", records)
+    assert result.error is None and result.details["ten"] == "exact_two_tokens"
+    want, masses = one_at_a_time(model, sim.few_shot, "words about truth and knowledge", records)
+    for got, exp in zip(result.predictions, want, strict=True):
+        assert got == pytest.approx(exp, abs=1e-4)
+    assert result.details["value_mass"]["median"] == pytest.approx(
+        statistics.median(masses), abs=1e-5
+    )
