@@ -22,10 +22,12 @@ def _config(out: Path) -> RunConfig:
     return RunConfig(
         out=str(out),
         subject="tiny-llama",
-        corpus="tiny",
+        corpus="austen",
         layers="all",
-        tokens=1024,
-        batch_size=4,
+        # 64 records: 40 top per neuron, so each neuron's random sample (disjoint from
+        # its top records) still has records to draw from
+        tokens=4096,
+        batch_size=8,
         neurons=4,
         strategies=[],
         baselines=["baseline", "empty", "shuffled"],
