@@ -307,13 +307,30 @@ class PlantOptions:
     top_k: int = 40
     """Records with the highest max activation, sorted descending (ties: lower position first)."""
     n_random: int = 30
-    """Uniformly sampled records (the same sample for every neuron, like the recorder's)."""
+    """Uniformly sampled records, drawn per neuron from the records outside its top-k (as the
+    recorder does), so a scored random record is never one the explainer was shown."""
     seed: int = 0
     """Seeds the noise and the random sample."""
     corpus: str = ""
     """Corpus name recorded in the dataset card."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Anything else for the card (e.g. the tokenizer used)."""
+
+
+def random_sample(
+    n_records: int, top: Sequence[int] | np.ndarray, n_random: int, seed: int, number: int
+) -> list[int]:
+    """One neuron's random record indices: uniform over the records outside its top-k.
+
+    Drawn per neuron (seeded by ``seed`` and the neuron's number), as OpenAI's random samples
+    are: a sample shared by every neuron would be, for some neurons, one of their own top
+    records, i.e. a train record the explainer saw, then scored as held-out.
+    """
+    excluded = {int(i) for i in top}
+    pool = np.array([i for i in range(n_records) if i not in excluded], dtype=np.int64)
+    rng = np.random.default_rng([seed, 1, number])
+    size = min(n_random, len(pool))
+    return sorted(int(i) for i in rng.choice(pool, size=size, replace=False)) if size else []
 
 
 def plant(
@@ -334,9 +351,6 @@ def plant(
     if not recs:
         raise DatasetError("plant: no corpus records to plant neurons in")
     by_name = {s.name: s for s in specs}
-    rng = np.random.default_rng([opts.seed, 1])
-    n_rand = min(opts.n_random, len(recs))
-    random_idx = sorted(int(i) for i in rng.choice(len(recs), size=n_rand, replace=False))
     n_tokens = sum(len(t) for _, t in recs)
     ds = NeuronDataset(
         card=DatasetCard(
@@ -362,6 +376,7 @@ def plant(
 
         maxes = np.array([a.max() for a in acts])
         order = np.lexsort((np.arange(len(recs)), -maxes))[: opts.top_k]
+        random_idx = random_sample(len(recs), order, opts.n_random, opts.seed, spec.number)
         ds.neurons[spec.neuron_id] = NeuronRecord(
             id=spec.neuron_id,
             top=[record(int(i)) for i in order],

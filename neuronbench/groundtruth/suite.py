@@ -68,7 +68,7 @@ from neuronbench.datasets.errors import DatasetError
 from neuronbench.datasets.schema import ActivationRecord, DatasetCard, NeuronId, NeuronRecord
 from neuronbench.datasets.storage import NeuronDataset
 from neuronbench.groundtruth import rules as R
-from neuronbench.groundtruth.planted import SCALE, SUBJECT, _moments
+from neuronbench.groundtruth.planted import SCALE, SUBJECT, _moments, random_sample
 
 VERSIONS = ("v2",)
 KINDS: tuple[str, ...] = ("truth", "paraphrase", "too_broad", "too_narrow", "literal", "different")
@@ -899,13 +899,9 @@ def plant_suite(
     extra: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> NeuronDataset:
-    """The suite's neuron dataset: top-k and a shared random sample per neuron, as v1's plant."""
+    """The suite's neuron dataset: top-k and a per-neuron random sample outside it, as v1's plant."""
     recs = sorted(((int(p), [str(t) for t in toks]) for p, toks in records), key=lambda r: r[0])
     a = R.analyze([t for _, t in recs])
-    rng = np.random.default_rng([suite.seed, 1])
-    random_idx = sorted(
-        int(i) for i in rng.choice(len(recs), size=min(n_random, len(recs)), replace=False)
-    )
     ds = NeuronDataset(
         card=DatasetCard(
             subject=SUBJECT, corpus=corpus, n_tokens=a.n_tokens,
@@ -922,6 +918,7 @@ def plant_suite(
         def record(j: int, acts: list[np.ndarray] = acts) -> ActivationRecord:
             return ActivationRecord(recs[j][1], [float(v) for v in acts[j]], recs[j][0])
 
+        random_idx = random_sample(len(recs), order, n_random, suite.seed, n.number)
         ds.neurons[n.id] = NeuronRecord(
             id=n.id, top=[record(int(j)) for j in order], random=[record(j) for j in random_idx],
             n_tokens=a.n_tokens, **_moments(np.concatenate(acts)),  # type: ignore[arg-type]
