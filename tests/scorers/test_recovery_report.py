@@ -7,8 +7,8 @@ from pathlib import Path
 
 from inspect_ai import eval
 
-from neuronbench.groundtruth.planted import PlantOptions, plant_corpus
 from neuronbench.evals.task import explain_neurons
+from neuronbench.groundtruth.planted import PlantOptions, plant_corpus
 from neuronbench.scorers.recovery_report import recovery_report, to_markdown
 from neuronbench.subjects.models import tiny_tokenizer
 
