@@ -1,5 +1,6 @@
-"""``neuronbench plant`` (planted-neuron dataset), ``validate`` (scorer validity) and
-``score`` (given explanations, any simulator)."""
+"""``neuronbench plant`` (planted-neuron dataset), ``validate`` (scorer validity),
+``train-simulator`` (the trained offline simulator) and ``score`` (given explanations,
+any simulator)."""
 
 from __future__ import annotations
 
@@ -96,6 +97,22 @@ def register(sub: Any) -> None:
     v.add_argument("--json", action="store_true", help="last line: one JSON object")
     v.set_defaults(func=_validate)
     _register_score(sub)
+
+    t = sub.add_parser(
+        "train-simulator",
+        help="rebuild the trained offline simulator (-T simulator=trained) from scratch on CPU",
+        description="Generate the ground-truth suite, train the MiniLM cross-encoder simulator on "
+        "its train families (checkpoint chosen on dev), report dev and test validity, and write "
+        "the weights, config and MODEL_CARD.md to --out. Seeded; about 25 minutes on 2 cores.",
+    )
+    t.add_argument("--out", default="trained_simulator", help="output directory")
+    t.add_argument(
+        "--steps", type=int, default=None, help="optimizer steps (default: the recipe's)"
+    )
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    t.add_argument("--json", action="store_true", help="last line: one JSON object")
+    t.set_defaults(func=_train_simulator)
 
 
 def load_tokenizer(subject: str) -> Any:
@@ -256,6 +273,20 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_simulator(args: argparse.Namespace) -> int:
+    from neuronbench.scorers.simulators.training import build_simulator
+
+    summary = build_simulator(args.out, steps=args.steps, seed=args.seed, threads=args.threads)
+    print(f"trained simulator → {summary['path']} ({summary['seconds']:.0f} s)")
+    for split in ("dev", "test"):
+        figs = summary["figures"].get(split)
+        if figs:
+            print(f"  {split:4s} " + ", ".join(f"{k} {v:.3f}" for k, v in figs.items()))
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
 def _register_score(sub: Any) -> None:
     s = sub.add_parser(
         "score",
@@ -270,7 +301,7 @@ def _register_score(sub: Any) -> None:
     s.add_argument(
         "--simulator",
         required=True,
-        help="comma-separated simulator kinds: lexical, embedding, logprob, generation",
+        help="comma-separated simulator kinds: lexical, embedding, trained, logprob, generation",
     )
     s.add_argument(
         "--model", default=None, help="inspect model for logprob/generation (neuronbench/smollm2)"

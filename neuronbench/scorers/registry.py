@@ -59,13 +59,24 @@ def _embedding(model: Model | None) -> Simulator:
     return EmbeddingSimulator()
 
 
+def _trained(model: Model | None) -> Simulator:
+    import os
+
+    from neuronbench.scorers.simulators.trained import TrainedSimulator
+
+    # a model rebuilt with `neuronbench train-simulator --out DIR` is tried without reinstalling
+    return TrainedSimulator(path=os.environ.get("NEURONBENCH_TRAINED_SIMULATOR") or None)
+
+
 SIMULATORS: dict[str, SimulatorSpec] = {
     "logprob": SimulatorSpec(_logprob, needs_model=True, options=("examples", "layout")),
     "generation": SimulatorSpec(_generation, needs_model=True),
     "lexical": SimulatorSpec(_lexical, needs_model=False),
     "embedding": SimulatorSpec(_embedding, needs_model=False),
+    "trained": SimulatorSpec(_trained, needs_model=False),
 }
-"""Simulator kinds by name: the paper's logprob method, generation, and two model-free baselines."""
+"""Simulator kinds by name: the paper's logprob method, generation, two model-free baselines,
+and the offline simulator trained on planted neurons (``simulators/trained.py``)."""
 
 
 def _spec(kind: str) -> SimulatorSpec:
