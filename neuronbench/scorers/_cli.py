@@ -103,7 +103,8 @@ def register(sub: Any) -> None:
         help="rebuild the trained offline simulator (-T simulator=trained) from scratch on CPU",
         description="Generate the ground-truth suite, train the MiniLM cross-encoder simulator on "
         "its train families (checkpoint chosen on dev), report dev and test validity, and write "
-        "the weights, config and MODEL_CARD.md to --out. Seeded; about 25 minutes on 2 cores.",
+        "the weights, config and MODEL_CARD.md to --out. Seeded; 38 CPU-minutes (38 min wall on a "
+        "shared 2-core machine).",
     )
     t.add_argument("--out", default="trained_simulator", help="output directory")
     t.add_argument(

