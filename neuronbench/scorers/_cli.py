@@ -186,7 +186,6 @@ def _plant(args: argparse.Namespace) -> int:
 
     if getattr(args, "suite", "v1") != "v1":
         return _plant_suite(args)
-
     specs = default_specs(args.specs) if args.specs else default_specs()
     opts = PlantOptions(
         top_k=args.top_k,
