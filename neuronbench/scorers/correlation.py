@@ -209,6 +209,18 @@ class SimulationScores:
     def as_dict(self) -> dict[str, float | None]:
         return {g: getattr(self, g) for g in GROUPS}
 
+    def outcome(self) -> tuple[str, str | None]:
+        """``(status, reason)`` of the headline: ``failed``, ``unscored`` or ``ok``.
+
+        One rule for every consumer (the inspect scorer, ``neuronbench score``), so a
+        failure is never reported as unscored in one place and failed in another.
+        """
+        if self.failure is not None:
+            return "failed", self.failure
+        if self.top_and_random is None:
+            return "unscored", self.unscored.get("top_and_random", "no score")
+        return "ok", None
+
 
 def _flat(groups: Sequence[Sequence[Sequence[float]]]) -> np.ndarray:
     return np.asarray([v for group in groups for rec in group for v in rec], dtype=np.float64)

@@ -58,7 +58,7 @@ class CandidateScore:
     top_only: float | None
     """Correlation over the top records only; None when unscorable."""
     status: Status
-    """``ok``; ``unscored`` (no correlation defined, e.g. constant activations, empty text);
+    """``ok``; ``unscored`` (no correlation defined: constant real activations, no tokens);
     ``failed`` (the simulation failed); ``skipped`` (the neuron's records cannot fill the
     requested split); ``missing`` (a requested neuron has no explanation in the file)."""
     reason: str | None
@@ -178,7 +178,7 @@ async def score_candidate(
     simulator: Any, kind: str, neuron: str, name: str, text: str, scoring: ScoringSet
 ) -> CandidateScore:
     """Simulate ``text`` on ``scoring`` and correlate, as the ``simulation`` scorer does."""
-    from neuronbench.scorers.correlation import score_simulation, shape_error
+    from neuronbench.scorers.correlation import score_simulation
 
     def row(status: Status, reason: str | None, scores: Any = None) -> CandidateScore:
         v = scores.as_dict() if scores is not None else {}
@@ -195,17 +195,11 @@ async def score_candidate(
             n_tokens=scores.n_tokens if scores is not None else 0,
         )
 
-    if not text.strip():
-        return row("unscored", "empty explanation (nothing to simulate)")
+    # an empty explanation is simulated too, as the scorer does (the tokens-alone floor)
     sim = await simulator.simulate(text, [r.tokens for r in scoring.all])
-    problem = shape_error(sim, scoring.all)
-    if problem is not None:
-        return row("failed", f"simulation failed: {problem}")
     scores = score_simulation(sim, scoring)
-    if scores.top_and_random is None:
-        reason = scores.unscored.get("top_and_random", "no score")
-        return row("unscored", reason, scores)
-    return row("ok", None, scores)
+    status, reason = scores.outcome()
+    return row(status, reason, scores)  # type: ignore[arg-type]
 
 
 async def _score_neuron(

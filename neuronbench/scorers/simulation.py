@@ -197,13 +197,8 @@ def simulation(
                 cal_sim = await sim_impl.simulate(explanation, [r.tokens for r in cal_set.all])
                 calibration = (cal_sim, cal_set)
             scores = score_simulation(sim, scoring, calibration)
-            if scores.failure is not None:
-                status, reason, code = "failed", scores.failure, "grader_failed"
-            elif scores.top_and_random is None:
-                status, code = "unscored", "unscorable"
-                reason = scores.unscored.get("top_and_random", "no score")
-            else:
-                status, reason, code = "ok", None, None
+            status, reason = scores.outcome()
+            code = {"failed": "grader_failed", "unscored": "unscorable"}.get(status)
 
         metadata = {
             **base,

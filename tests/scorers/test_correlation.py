@@ -203,3 +203,13 @@ def test_calibration_with_constant_predictions_predicts_the_calibration_mean():
         1 - np.mean(np.abs(real - c)) / np.mean(np.abs(real))
     )
     assert "r2" not in scores.unscored
+
+
+def test_outcome_is_one_rule_for_failed_unscored_and_ok() -> None:
+    from neuronbench.scorers.correlation import SimulationScores
+
+    failed = SimulationScores(None, None, None, {"top_and_random": "x"}, failure="misshapen")
+    assert failed.outcome() == ("failed", "misshapen")
+    unscored = SimulationScores(None, 0.1, None, {"top_and_random": "real activations constant"})
+    assert unscored.outcome() == ("unscored", "real activations constant")
+    assert SimulationScores(0.4, 0.1, 0.2).outcome() == ("ok", None)
