@@ -26,11 +26,10 @@ from inspect_ai.log import EvalLog, EvalSample
 from inspect_ai.model import get_model
 
 from neuronbench.datasets import ActivationRecord, DatasetCard, NeuronDataset, NeuronRecord
-from neuronbench.evals import explain_neurons
 from neuronbench.scorers.registry import SIMULATORS, SimulatorSpec
 from neuronbench.scorers.simulators.base import Simulation
 from tests.conftest import make_neuron
-from tests.evals._helpers import mock_output
+from tests.evals._helpers import run
 
 TOP_DEAL = ("train", "calibration", "valid", "test")
 RANDOM_DEAL = ("calibration", "valid", "test")
@@ -134,16 +133,8 @@ def probe(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 
 def _eval(dataset: Path, tmp_path: Path, outputs: Sequence[str], **args: Any) -> EvalLog:
-    model = get_model("mockllm/model", custom_outputs=[mock_output(t) for t in outputs])
-    (log,) = eval(
-        explain_neurons(dataset=str(dataset), simulator="probe", **args),
-        model=model,
-        log_dir=str(tmp_path / "logs"),
-        display="none",
-    )
-    assert log.status == "success", log.error
-    assert log.samples
-    return log
+    args.setdefault("scorer", "simulation")  # the task's default; ``run`` turns scoring off
+    return run(dataset, tmp_path, list(outputs), simulator="probe", **args)
 
 
 def _neuron(sample: EvalSample) -> NeuronRecord:

@@ -137,6 +137,12 @@ def _eval(tmp_path, respond, explanation="the city of Bath"):
         id=neuron.id.key, input="x", metadata={"neuron": neuron.to_dict(), "split": "valid"}
     )
     task = Task(dataset=[sample], solver=scripted(explanation), scorer=detection(cache=False))
+    log = _run(task, respond, tmp_path)
+    return log, log.samples[0].scores["detection"]
+
+
+def _run(task, respond, tmp_path, **kwargs):
+    """Eval ``task`` with a scripted mockllm bound to the simulator role."""
     mock = get_model("mockllm/model", custom_outputs=respond)
     [log] = eval(
         task,
@@ -144,9 +150,10 @@ def _eval(tmp_path, respond, explanation="the city of Bath"):
         model_roles={"simulator": mock},
         log_dir=str(tmp_path),
         display="none",
+        **kwargs,
     )
     assert log.status == "success", log.error
-    return log, log.samples[0].scores["detection"]
+    return log
 
 
 def test_scorer_end_to_end_known_answer(tmp_path) -> None:
@@ -221,16 +228,7 @@ def test_one_unparsed_batch_fails_the_sample_and_never_counts_as_zero(tmp_path) 
         for n, script in zip(neurons, ["the city of Bath", "unlucky"], strict=True)
     ]
     task = Task(dataset=samples, solver=explanation_from_metadata(), scorer=detection(cache=False))
-    mock = get_model("mockllm/model", custom_outputs=respond)
-    [log] = eval(
-        task,
-        model="mockllm/model",
-        model_roles={"simulator": mock},
-        log_dir=str(tmp_path),
-        display="none",
-        max_samples=1,
-    )
-    assert log.status == "success", log.error
+    log = _run(task, respond, tmp_path, max_samples=1)
     scores = {s.id: s.scores["detection"] for s in log.samples}
     good, bad = scores[neurons[0].id.key], scores[neurons[1].id.key]
     assert good.metadata["status"] == "ok" and good.value["balanced_accuracy"] == 1.0
