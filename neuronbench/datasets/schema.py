@@ -39,8 +39,11 @@ class NeuronId:
 
     @property
     def key(self) -> str:
-        """Sample id: subject/layer/neuron in one file-name-safe string."""
-        site = "" if self.site == "mlp" else f"{safe_name(self.site)}-"
+        """Sample id: subject/layer/neuron in one file-name-safe string.
+
+        The site is named unless it is ``mlp`` or the subject's own name (planted neurons:
+        ``planted-L0-N0``, not ``planted-planted-L0-N0``)."""
+        site = "" if self.site in ("mlp", self.subject) else f"{safe_name(self.site)}-"
         return f"{safe_name(self.subject)}-{site}L{self.layer}-N{self.index}"
 
     def __str__(self) -> str:

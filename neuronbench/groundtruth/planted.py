@@ -393,7 +393,20 @@ def load_planted(ds: NeuronDataset) -> dict[str, PlantedNeuron]:
     if not isinstance(raw, dict) or not raw:
         where = ds.path or ds.card.subject
         raise DatasetError(f"{where}: not a planted dataset (its card has no extra['planted'])")
-    return {key: PlantedNeuron.from_dict(d) for key, d in raw.items()}
+    return {_current_key(key): PlantedNeuron.from_dict(d) for key, d in raw.items()}
+
+
+LEGACY_PREFIX = f"{SUBJECT}-{SUBJECT}-"
+"""Key prefix of planted datasets written before ``NeuronId.key`` stopped repeating a site
+that equals the subject (``planted-planted-L0-N0``); their cards still use it."""
+
+
+def _current_key(key: str) -> str:
+    """The key today's ``NeuronId.key`` gives the neuron a card entry was written under, so
+    datasets planted before the change (the published ``results/planted``) still load."""
+    if key.startswith(LEGACY_PREFIX):
+        return f"{SUBJECT}-{key[len(LEGACY_PREFIX) :]}"
+    return key
 
 
 def plant_corpus(

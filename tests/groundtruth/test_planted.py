@@ -230,3 +230,23 @@ def test_plant_on_tokenized_tiny_corpus_matches_words_in_the_text() -> None:
         assert ((np.asarray(rec.activations) > 0) == hits).all(), rec.tokens
         n_fired += int(hits.sum())
     assert n_fired > 0
+
+
+def test_planted_ids_name_the_subject_once_and_old_cards_still_load(tmp_path) -> None:
+    """Keys are ``planted-L<family>-N<number>``; a card written under the old doubled keys
+    (``planted-planted-L0-N0``, as the published results/planted) maps onto them."""
+    ds = plant(_corpus(40), options=PlantOptions(top_k=8, n_random=6))
+    for n in ds:
+        assert n.id.site == "planted"
+        assert n.id.key == f"planted-L{n.id.layer}-N{n.id.index}"
+    assert {s.neuron_id.key for s in default_specs()} == {n.id.key for n in ds}
+    old = {
+        f"planted-planted-{k.removeprefix('planted-')}": v
+        for k, v in ds.card.extra["planted"].items()
+    }
+    ds.card.extra["planted"] = old
+    ds.save(tmp_path / "old")
+    loaded = NeuronDataset.load(tmp_path / "old")
+    truths = load_planted(loaded)
+    assert set(truths) == {n.id.key for n in loaded}
+    assert all(not k.startswith("planted-planted-") for k in truths)
