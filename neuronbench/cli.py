@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "neuronbench.datasets._cli",
     "neuronbench.scorers._cli",
     "neuronbench.results._cli",
+    "neuronbench._plan_cli",
 )
 
 
