@@ -58,8 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--out", help="output directory (default LOG_DIR/results)")
     p.add_argument(
         "--baseline",
-        help="row to compare every other row with: rank, label or unique substring "
-        "(e.g. 'shuffled'); default the best non-control row",
+        help="row to compare the other rows of its simulator with: a rank or full label, or "
+        "a substring matched per simulator (e.g. 'shuffled': each simulator's rows are "
+        "compared with that simulator's shuffled row); default per simulator the best "
+        "non-control row",
     )
     p.add_argument(
         "--epochs",

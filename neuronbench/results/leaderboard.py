@@ -274,22 +274,47 @@ def _on(row: Row, common: list[str]) -> dict[str, float]:
     return {k: row.neuron_scores[k] for k in common if k in row.neuron_scores}
 
 
-def find_row(rows: list[Row], spec: str) -> Row:
-    """The row named by ``spec``: a 1-based rank, an exact label, or a unique substring.
+GroupKey = tuple[str, str, str]
+"""(dataset, split, simulator): rows scored the same way, hence comparable."""
+
+
+def group_key(row: Row) -> GroupKey:
+    """The comparison group of ``row``: its dataset, split and simulator."""
+    return (row.dataset, row.split, row.simulator)
+
+
+def named_baselines(rows: list[Row], spec: str) -> dict[GroupKey, Row]:
+    """The baseline ``spec`` names in each comparison group.
+
+    A rank or an exact label names one row, so only that row's group gets a baseline. A
+    substring is matched per group, because every simulator has its own rows: on a run
+    with two simulators ``shuffled`` names the shuffled row of each, and each group is
+    compared with its own. Groups with no matching row get no comparisons.
 
     Raises:
-        ValueError: nothing or several rows match.
+        ValueError: no row matches, or several rows of one group match.
     """
     if spec.isdigit() and 1 <= int(spec) <= len(rows):
-        return rows[int(spec) - 1]
+        named = rows[int(spec) - 1]
+        return {group_key(named): named}
     exact = [r for r in rows if r.label == spec]
     if exact:
-        return exact[0]
-    hits = [r for r in rows if spec in r.label]
-    if len(hits) != 1:
+        return {group_key(exact[0]): exact[0]}
+    hits: dict[GroupKey, list[Row]] = {}
+    for r in rows:
+        if spec in r.label:
+            hits.setdefault(group_key(r), []).append(r)
+    if not hits:
         labels = "; ".join(r.label for r in rows)
-        raise ValueError(f"--baseline {spec!r} matches {len(hits)} rows (rows: {labels})")
-    return hits[0]
+        raise ValueError(f"--baseline {spec!r} matches no row (rows: {labels})")
+    for members in hits.values():
+        if len(members) > 1:
+            labels = "; ".join(r.label for r in members)
+            raise ValueError(
+                f"--baseline {spec!r} matches {len(members)} rows of one simulator ({labels}): "
+                "give a longer substring, the full label or a rank"
+            )
+    return {key: members[0] for key, members in hits.items()}
 
 
 def build_leaderboard(
@@ -304,9 +329,11 @@ def build_leaderboard(
 
     Args:
         log_dir: Directory of inspect logs (searched recursively by inspect).
-        baseline: Row every other row is compared with (rank, label or unique
-            substring); default the best non-control row (or the best row if all are
-            controls). Differences are reported as ``row − baseline``.
+        baseline: The row each other row of its group (dataset, split, simulator) is
+            compared with: a rank or label (that row's group only), or a substring
+            matched in every group, at most one row per group (see
+            :func:`named_baselines`); default per group the best non-control row (or
+            the best row if all are controls). Differences are ``row − baseline``.
         epochs: Expect explanations sampled this many times per neuron: only epochs
             1..N are used, and a row with fewer epochs is an error.
         n_resamples: Bootstrap resamples per CI.
@@ -326,14 +353,11 @@ def build_leaderboard(
 
     # Scores from different simulators (or datasets, splits) are not on one scale, so rows
     # are compared only within a group scored the same way, and on the neurons every row
-    # of the group scored; each group has its own baseline (the named row's group, or per
-    # group the best non-control row).
-    def group(r: Row) -> tuple[str, str, str]:
-        return (r.dataset, r.split, r.simulator)
-
-    groups: dict[tuple[str, str, str], list[Row]] = {}
+    # of the group scored; each group has its own baseline (the row --baseline names in
+    # that group, or the group's best non-control row).
+    groups: dict[GroupKey, list[Row]] = {}
     for r in rows:
-        groups.setdefault(group(r), []).append(r)
+        groups.setdefault(group_key(r), []).append(r)
     for members in groups.values():
         common = common_neurons(members)
         for r in members:
@@ -342,18 +366,17 @@ def build_leaderboard(
     for i, r in enumerate(rows, start=1):
         r.rank = i
 
-    bases: dict[tuple[str, str, str], Row] = {}
+    bases: dict[GroupKey, Row] = {}
     if baseline is not None:
-        named = find_row(rows, baseline)
-        bases[group(named)] = named
+        bases = named_baselines(rows, baseline)
     else:
         for r in rows:
-            g = group(r)
+            g = group_key(r)
             if g not in bases or (bases[g].control and not r.control):
                 bases[g] = r
     comparisons = []
     for r in rows:
-        base = bases.get(group(r))
+        base = bases.get(group_key(r))
         if base is None or r is base:
             continue
         d = paired_bootstrap_diff(

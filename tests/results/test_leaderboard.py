@@ -192,3 +192,71 @@ def test_rows_are_compared_only_within_their_simulator(tmp_path) -> None:
     for c in lb.comparisons:
         assert labels[c.row].simulator == labels[c.baseline].simulator
         assert "baseline" in c.baseline and "shuffled" in c.row
+
+
+TWO_SIMULATORS = [
+    RowSpec("a", "token_activation_pairs", mu=0.5, neurons=12, seed=1, failed=[3]),
+    RowSpec("a", "shuffled", mu=0.0, neurons=12, seed=2),
+    RowSpec("a", "token_activation_pairs", mu=0.3, neurons=12, seed=3, simulator="lexical"),
+    RowSpec("a", "shuffled", mu=0.1, neurons=12, seed=4, simulator="lexical", failed=[7]),
+]
+"""The default run's shape: the same strategies scored by two simulators."""
+
+
+@pytest.fixture(scope="module")
+def two_simulator_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_logs(tmp_path_factory.mktemp("two_sims"), TWO_SIMULATORS)
+
+
+def test_baseline_substring_is_matched_per_simulator(two_simulator_logs: Path) -> None:
+    """`--baseline shuffled` on a two-simulator run: each row against its own simulator's
+    shuffled row, paired on that simulator's common neurons (the help's own example)."""
+    lb = build_leaderboard(two_simulator_logs, baseline="shuffled", n_resamples=500)
+    by_label = {r.label: r for r in lb.rows}
+    assert len(lb.comparisons) == 2
+    for c in lb.comparisons:
+        row, base = by_label[c.row], by_label[c.baseline]
+        assert base.strategy == "shuffled" and row.strategy == "token_activation_pairs"
+        assert row.simulator == base.simulator
+        # oracle: the paired mean over the neurons both rows of this simulator scored
+        lexical = row.simulator == "lexical"
+        row_spec, base_spec = [s for s in TWO_SIMULATORS if (s.simulator == "lexical") == lexical]
+        expected_row, expected_base = _expected(row_spec), _expected(base_spec)
+        shared = sorted(set(expected_row) & set(expected_base))
+        assert c.n_shared == len(shared) == 11
+        assert c.diff == pytest.approx(
+            np.mean([expected_row[k] - expected_base[k] for k in shared])
+        )
+    # a rank still names one row: only its simulator gets comparisons
+    ranked = build_leaderboard(two_simulator_logs, baseline="1", n_resamples=500)
+    assert [c.baseline for c in ranked.comparisons] == [lb.rows[0].label]
+    with pytest.raises(ValueError, match="matches no row"):
+        build_leaderboard(two_simulator_logs, baseline="highlighted", n_resamples=500)
+    # two rows of ONE simulator match: ambiguous, and the message names them
+    with pytest.raises(ValueError, match=r"matches 2 rows of one simulator \(mockllm/a · "):
+        build_leaderboard(two_simulator_logs, baseline="mockllm/a", n_resamples=500)
+
+
+def test_cli_baseline_per_simulator_prints_one_table_per_simulator(
+    two_simulator_logs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["leaderboard", str(two_simulator_logs), "--out", str(tmp_path), "--no-plots"]
+    assert main([*args, "--baseline", "shuffled"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("Paired differences vs **mockllm/a · shuffled · ") == 2
+    assert main([*args, "--baseline", "mockllm"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("neuronbench leaderboard: error: --baseline 'mockllm' matches 2 rows")
+
+
+def test_help_texts_print_no_doubled_percent() -> None:
+    """argparse %-formats argument help but not descriptions: a '%%' written into a
+    description prints as '%%' (and a bare '%' in argument help crashes --help)."""
+    from neuronbench.cli import build_parser
+
+    parser = build_parser()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert "leaderboard" in sub.choices
+    for name, subparser in sub.choices.items():
+        assert "%%" not in subparser.format_help(), name
+    assert "bootstrap 95% CI" in " ".join(sub.choices["leaderboard"].format_help().split())
