@@ -12,15 +12,12 @@ in-process on the bundled tiny text: the fast, download-free subject for tests.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import importlib.util
 import json
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -37,6 +34,8 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Bumped when the conversion itself changes, so stale caches are rebuilt.
 _CACHE_FORMAT = 1
 _CACHE_META = "neuronbench.json"
+# sha256 of source files by (path, size, mtime), beside the caches: hash each file version once.
+_DIGEST_MEMO = "file-digests.json"
 
 # Minimal ChatML template (the one SmolLM2 uses), so chat providers can drive tiny models.
 TINY_CHAT_TEMPLATE = (
@@ -112,21 +111,25 @@ def load_subject(name_or_path: str = "smollm2", *, dtype: torch.dtype | None = N
 
 
 def _load_smollm2(dtype: torch.dtype) -> Subject:
+    from neuronbench._build_once import build_once, file_sha256
+
     gguf = smollm2_gguf_path()
     cache = cache_root() / SMOLLM2_NAME
-    meta = _read_meta(cache)
-    stat = gguf.stat()
-    fresh = (
-        meta is not None
-        and meta.get("format") == _CACHE_FORMAT
-        and meta.get("gguf_size") == stat.st_size
-        and meta.get("gguf_mtime_ns") == stat.st_mtime_ns
-    )
-    if not fresh:
-        meta = _convert_gguf(gguf, cache)
-    assert meta is not None
+    # Keyed by the GGUF's bytes and the conversion format, not its path or mtime: a
+    # reinstalled or copied file with the same bytes reuses the cache (538 MB, ~15 s).
+    revision = "gguf-sha256:" + file_sha256(gguf, cache_root() / _DIGEST_MEMO)[:16]
+
+    def fresh(directory: Path) -> bool:
+        meta = _read_meta(directory)
+        return (
+            meta is not None
+            and meta.get("format") == _CACHE_FORMAT
+            and meta.get("revision") == revision
+        )
+
+    build_once(cache, fresh, lambda tmp: _convert_gguf(gguf, tmp, revision))
     model, tokenizer = _from_pretrained(str(cache), dtype, SMOLLM2_NAME)
-    return _make_subject(model, tokenizer, SMOLLM2_NAME, str(meta["revision"]), SMOLLM2_NAME)
+    return _make_subject(model, tokenizer, SMOLLM2_NAME, revision, SMOLLM2_NAME)
 
 
 def _read_meta(cache: Path) -> dict[str, Any] | None:
@@ -136,8 +139,8 @@ def _read_meta(cache: Path) -> dict[str, Any] | None:
         return None
 
 
-def _convert_gguf(gguf: Path, cache: Path) -> dict[str, Any]:
-    """Dequantize the GGUF once into a safetensors directory, published by one rename."""
+def _convert_gguf(gguf: Path, out: Path, revision: str) -> None:
+    """Dequantize the GGUF into the empty directory ``out`` (``build_once`` publishes it)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -153,38 +156,10 @@ def _convert_gguf(gguf: Path, cache: Path) -> dict[str, Any]:
             delattr(model, attr)
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    meta = {
-        "format": _CACHE_FORMAT,
-        "source": str(gguf),
-        "gguf_size": gguf.stat().st_size,
-        "gguf_mtime_ns": gguf.stat().st_mtime_ns,
-        "revision": "gguf-sha256:" + _sha256_prefix(gguf),
-    }
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{cache.name}.", dir=cache.parent))
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        (tmp / _CACHE_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        # mkdtemp (and some writers) create owner-only files; a cache is ordinary data.
-        tmp.chmod(0o755)
-        for f in tmp.iterdir():
-            f.chmod(0o644)
-        if cache.exists():
-            # A stale cache: move it aside first so the rename below cannot fail on it.
-            stale = Path(tempfile.mkdtemp(prefix=f".{cache.name}.stale.", dir=cache.parent))
-            with contextlib.suppress(OSError):
-                os.replace(cache, stale / "old")
-            shutil.rmtree(stale, ignore_errors=True)
-        try:
-            os.replace(tmp, cache)
-        except OSError:
-            # Another process published a cache between our check and rename: use theirs.
-            if _read_meta(cache) != meta:
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return meta
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    meta = {"format": _CACHE_FORMAT, "source": str(gguf), "revision": revision}
+    (out / _CACHE_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
 
 def _load_pretrained(name_or_path: str, dtype: torch.dtype) -> Subject:

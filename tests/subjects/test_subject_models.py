@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -103,49 +105,90 @@ def test_tiny_subject_rejects_unknown_arch():
         tiny_subject("mamba")  # type: ignore[arg-type]
 
 
-def _fake_smollm2_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size_delta: int = 0):
-    """A cache dir holding a tiny model, with metadata matching a fake GGUF file."""
+def _fake_gguf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fake GGUF file served as smollm2's, with the cache under ``tmp_path/cache``."""
     gguf = tmp_path / "fake.gguf"
     gguf.write_bytes(b"GGUF" + b"\0" * 60)
     monkeypatch.setattr(models_mod, "smollm2_gguf_path", lambda: gguf)
     monkeypatch.setenv("NEURONBENCH_CACHE", str(tmp_path / "cache"))
+    return gguf
+
+
+def _gguf_revision(gguf: Path) -> str:
+    return "gguf-sha256:" + hashlib.sha256(gguf.read_bytes()).hexdigest()[:16]
+
+
+def _fake_convert(calls: list[Path]):  # type: ignore[no-untyped-def]
+    """A converter writing a tiny model: counts calls, writes what the real one writes."""
+
+    def convert(gguf: Path, out: Path, revision: str) -> None:
+        calls.append(gguf)
+        tiny = tiny_subject("llama")
+        tiny.model.save_pretrained(out)
+        tiny.tokenizer.save_pretrained(out)
+        meta = {"format": models_mod._CACHE_FORMAT, "revision": revision}
+        (out / models_mod._CACHE_META).write_text(json.dumps(meta))
+
+    return convert
+
+
+def test_smollm2_converts_once_and_keys_the_cache_by_content(tmp_path, monkeypatch):
+    gguf = _fake_gguf(tmp_path, monkeypatch)
+    calls: list[Path] = []
+    monkeypatch.setattr(models_mod, "_convert_gguf", _fake_convert(calls))
+    subject = load_subject("smollm2")
+    assert (subject.name, subject.revision, subject.arch) == (
+        "smollm2-135m-instruct",
+        _gguf_revision(gguf),
+        "llama",
+    )
+    assert load_subject("smollm2-135m-instruct").revision == subject.revision
+    # a reinstall or touch changes the mtime, not the bytes: the cache stays
+    os.utime(gguf, ns=(gguf.stat().st_atime_ns, gguf.stat().st_mtime_ns + 10**9))
+    assert load_subject("smollm2").revision == subject.revision
+    # so does the same file at another path (another environment)
+    moved = tmp_path / "elsewhere.gguf"
+    moved.write_bytes(gguf.read_bytes())
+    monkeypatch.setattr(models_mod, "smollm2_gguf_path", lambda: moved)
+    assert load_subject("smollm2").revision == subject.revision
+    assert len(calls) == 1
+    cache = models_mod.cache_root() / models_mod.SMOLLM2_NAME
+    assert cache.is_relative_to(tmp_path / "cache")
+    assert not [p for p in cache.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_smollm2_reconverts_when_content_or_format_changes(tmp_path, monkeypatch):
+    gguf = _fake_gguf(tmp_path, monkeypatch)
+    calls: list[Path] = []
+    monkeypatch.setattr(models_mod, "_convert_gguf", _fake_convert(calls))
+    first = load_subject("smollm2").revision
+    gguf.write_bytes(b"GGUF" + b"\1" * 60)  # same size, new bytes
+    second = load_subject("smollm2").revision
+    assert second == _gguf_revision(gguf) != first
+    assert len(calls) == 2
+    monkeypatch.setattr(models_mod, "_CACHE_FORMAT", models_mod._CACHE_FORMAT + 1)
+    assert load_subject("smollm2").revision == second
+    assert len(calls) == 3
+
+
+def test_smollm2_cache_from_before_content_keys_is_reused(tmp_path, monkeypatch):
+    """A cache written by the mtime-keyed version (same format, revision = content hash
+    prefix) is still fresh: upgrading does not re-convert 538 MB."""
+    gguf = _fake_gguf(tmp_path, monkeypatch)
     cache = models_mod.cache_root() / models_mod.SMOLLM2_NAME
     tiny = tiny_subject("llama")
     tiny.model.save_pretrained(cache)
     tiny.tokenizer.save_pretrained(cache)
-    meta = {
+    old_meta = {
         "format": models_mod._CACHE_FORMAT,
-        "gguf_size": gguf.stat().st_size + size_delta,
-        "gguf_mtime_ns": gguf.stat().st_mtime_ns,
-        "revision": "gguf-sha256:abc",
+        "source": "/some/other/env/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "gguf_size": 64,
+        "gguf_mtime_ns": 1,
+        "revision": _gguf_revision(gguf),
     }
-    (cache / models_mod._CACHE_META).write_text(json.dumps(meta))
-    return cache
-
-
-def test_smollm2_loads_from_fresh_cache_without_converting(tmp_path, monkeypatch):
-    cache = _fake_smollm2_cache(tmp_path, monkeypatch)
+    (cache / models_mod._CACHE_META).write_text(json.dumps(old_meta))
     monkeypatch.setattr(models_mod, "_convert_gguf", lambda *a: pytest.fail("reconverted"))
-    subject = load_subject("smollm2-135m-instruct")
-    assert cache.is_relative_to(tmp_path / "cache")
-    assert (subject.name, subject.revision, subject.arch) == (
-        "smollm2-135m-instruct",
-        "gguf-sha256:abc",
-        "llama",
-    )
-
-
-def test_smollm2_reconverts_stale_cache(tmp_path, monkeypatch):
-    _fake_smollm2_cache(tmp_path, monkeypatch, size_delta=1)
-    calls = []
-
-    def convert(gguf, cache):
-        calls.append(gguf)
-        return {"revision": "gguf-sha256:new"}
-
-    monkeypatch.setattr(models_mod, "_convert_gguf", convert)
-    assert load_subject("smollm2").revision == "gguf-sha256:new"
-    assert len(calls) == 1
+    assert load_subject("smollm2").revision == _gguf_revision(gguf)
 
 
 @pytest.mark.weights
