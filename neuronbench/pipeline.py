@@ -211,10 +211,11 @@ def run_evals(cfg: RunConfig, dataset_dir: Path, log_dir: Path) -> list[Any]:
 def publish(cfg: RunConfig, out: Path, log_dir: Path) -> dict[str, Any]:
     """Leaderboard (md/csv/json), plots and the viewer from the logs."""
     from neuronbench.results import build_leaderboard, make_plots, write_leaderboard
+    from neuronbench.results.plots import plots_dir
 
     lb = build_leaderboard(log_dir)
     paths = write_leaderboard(lb, out)
-    make_plots(lb, out / "plots")
+    make_plots(lb, plots_dir(out))
     if cfg.viewer:
         from neuronbench.results import write_viewer
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 def _leaderboard(args: argparse.Namespace) -> int:
     from neuronbench.results.leaderboard import build_leaderboard, to_markdown, write_leaderboard
-    from neuronbench.results.plots import make_plots
+    from neuronbench.results.plots import make_plots, plots_dir
 
     try:
         lb = build_leaderboard(
@@ -22,7 +22,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.log_dir) / "results"
     paths = write_leaderboard(lb, out)
     if not args.no_plots:
-        paths |= make_plots(lb, out)
+        paths |= make_plots(lb, plots_dir(out))
     print(to_markdown(lb))
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     if args.json:
@@ -55,7 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "neurons (not comparable across rows). Also tokens and cost per neuron.",
     )
     p.add_argument("log_dir", help="directory of inspect logs")
-    p.add_argument("--out", help="output directory (default LOG_DIR/results)")
+    p.add_argument(
+        "--out",
+        help="results directory (default LOG_DIR/results): leaderboard.{md,csv,json} go "
+        "there and the plots into OUT/plots/*.png, the layout `neuronbench run` writes under "
+        "its --out",
+    )
     p.add_argument(
         "--baseline",
         help="row to compare the other rows of its simulator with: a rank or full label, or "
@@ -70,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "and report test-retest agreement (reported whenever logs hold ≥ 2 epochs)",
     )
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots (OUT/plots)")
     p.add_argument(
         "--json", action="store_true", help="print the leaderboard as one JSON object last"
     )
