@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from neuronbench._progress import say
 from neuronbench.datasets.errors import DatasetError
 from neuronbench.datasets.schema import ActivationRecord, NeuronRecord
 from neuronbench.datasets.splits import SCORING_SPLITS, scoring_records, train_records
@@ -213,8 +214,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from neuronbench.datasets.openai_json import export_openai
 
+    say("export-openai", f"reading {args.dir}")
     ds = NeuronDataset.load(args.dir)
-    out = export_openai(ds, args.out, kurtosis=args.kurtosis)
+    out = export_openai(ds, args.out, kurtosis=args.kurtosis, progress=True)
     print(f"wrote {len(ds)} neurons as OpenAI JSON to {out}")
     return 0
 
@@ -228,6 +230,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         out_dataset_dir=args.out,
         site=args.site,
         kurtosis=args.kurtosis,
+        progress=True,
     )
     print(f"imported {len(ds)} neurons (layers {ds.layers}) into {args.out}")
     return 0

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from neuronbench._atomic import write_json, write_text
+from neuronbench._progress import Progress, say, si
 from neuronbench.datasets.errors import DatasetError
 from neuronbench.datasets.schema import ActivationRecord, DatasetCard, NeuronId, NeuronRecord
 from neuronbench.datasets.storage import NeuronDataset
@@ -137,17 +138,51 @@ def _neuron_files(root: Path) -> dict[tuple[int, int], Path]:
     return found
 
 
+def _neuron_json(n: NeuronRecord, kurtosis: KurtosisConvention) -> str:
+    return json.dumps(
+        neuron_to_openai(n, kurtosis=kurtosis),
+        ensure_ascii=False,
+        separators=(",", ":"),
+        allow_nan=False,
+    )
+
+
+def estimate_export_bytes(
+    neurons: list[NeuronRecord],
+    kurtosis: KurtosisConvention = OPENAI_KURTOSIS,
+    sample: int = 32,
+) -> int:
+    """Bytes an export of ``neurons`` will write (neuron files and sidecar), from
+    ``sample`` neurons spread evenly over the list, serialized exactly as the export does."""
+    if not neurons:
+        return 0
+    step = max(1, len(neurons) // sample)
+    picked = neurons[::step][:sample]
+    per_neuron = sum(
+        len(_neuron_json(n, kurtosis).encode())
+        # nested as in the sidecar, where indent=2 puts every position on its own line
+        + len(json.dumps({"neurons": {"0/0": _sidecar_entry(n)}}, indent=2).encode())
+        for n in picked
+    )
+    return round(per_neuron * len(neurons) / len(picked))
+
+
 def export_openai(
     dataset: NeuronDataset,
     out_dir: str | Path,
     *,
     kurtosis: KurtosisConvention = OPENAI_KURTOSIS,
+    progress: bool = False,
 ) -> Path:
     """Write ``out_dir/{layer}/{neuron}.json`` per neuron plus the ``neuronbench.json`` sidecar.
 
     Every file is written atomically and the sidecar last, so an interrupted export has no
     sidecar. Refuses a non-empty directory that is not an earlier export (no sidecar), so
     foreign neuron files are never mixed in or overwritten. Returns ``out_dir``.
+
+    ``progress``: before writing anything, state on stderr how many files and about how
+    many bytes the export will write (a whole model is ~10^4 files and GBs), then report
+    neurons written.
     """
     _kurtosis_offset(kurtosis)
     out = Path(out_dir)
@@ -165,20 +200,23 @@ def export_openai(
                 "(OpenAI ids have no subject or site): export them separately"
             )
         by_key[key] = n
+    if progress:
+        size = estimate_export_bytes(list(by_key.values()), kurtosis)
+        say(
+            "export-openai",
+            f"will write {len(by_key):,} neuron files + {SIDECAR} to {out}: "
+            f"about {si(size)}B (estimated from {min(len(by_key), 32)} neurons)",
+        )
     out.mkdir(parents=True, exist_ok=True)
     if sidecar.exists():
         sidecar.unlink()  # the export is incomplete until the new sidecar lands
     for key, f in _neuron_files(out).items():
         if key not in by_key and f.parent.parent == out:
             f.unlink()  # stale neuron from an earlier export of another dataset
-    for (layer, index), n in by_key.items():
-        text = json.dumps(
-            neuron_to_openai(n, kurtosis=kurtosis),
-            ensure_ascii=False,
-            separators=(",", ":"),
-            allow_nan=False,
-        )
-        write_text(out / str(layer) / f"{index}.json", text)
+    with Progress("export-openai", len(by_key), unit="neurons", enabled=progress) as bar:
+        for (layer, index), n in by_key.items():
+            write_text(out / str(layer) / f"{index}.json", _neuron_json(n, kurtosis))
+            bar.update()
     write_json(
         sidecar,
         {
@@ -351,13 +389,14 @@ def import_openai(
     out_dataset_dir: str | Path | None = None,
     site: str = "mlp",
     kurtosis: KurtosisConvention | None = None,
+    progress: bool = False,
 ) -> NeuronDataset:
     """Read OpenAI neuron files under ``in_dir`` into a dataset (saved to ``out_dataset_dir``).
 
     ``subject`` names the subject model (OpenAI's ids have none); it may be omitted when
     ``in_dir`` is a neuronbench export, whose sidecar restores subject, site, positions,
     firing rate, token count and the dataset card. ``kurtosis`` defaults to the sidecar's
-    convention, else :data:`OPENAI_KURTOSIS`.
+    convention, else :data:`OPENAI_KURTOSIS`. ``progress``: report files read on stderr.
     """
     root = Path(in_dir)
     files = _neuron_files(root)
@@ -380,17 +419,23 @@ def import_openai(
         raise DatasetError(f"{root / SIDECAR}: malformed dataset card ({e!r})") from None
     default_subject = subject or (card.subject if card else "openai")
     neurons: dict[NeuronId, NeuronRecord] = {}
-    for (layer, index), f in sorted(files.items()):
-        n = neuron_from_openai(
-            _read_json(f), subject=default_subject, site=site, source=str(f), kurtosis=convention
-        )
-        if (n.id.layer, n.id.index) != (layer, index):
-            raise DatasetError(
-                f"{f}: file is named for neuron {layer}/{index} but holds neuron {n.id.layer}/{n.id.index}"
+    with Progress("import-openai", len(files), unit="neurons", enabled=progress) as bar:
+        for (layer, index), f in sorted(files.items()):
+            n = neuron_from_openai(
+                _read_json(f),
+                subject=default_subject,
+                site=site,
+                source=str(f),
+                kurtosis=convention,
             )
-        if (entry := entries.get(f"{layer}/{index}")) is not None:
-            n = _apply_sidecar(n, entry, subject, f"{root / SIDECAR}: neuron {layer}/{index}")
-        neurons[n.id] = n
+            if (n.id.layer, n.id.index) != (layer, index):
+                raise DatasetError(
+                    f"{f}: file is named for neuron {layer}/{index} but holds neuron {n.id.layer}/{n.id.index}"
+                )
+            if (entry := entries.get(f"{layer}/{index}")) is not None:
+                n = _apply_sidecar(n, entry, subject, f"{root / SIDECAR}: neuron {layer}/{index}")
+            neurons[n.id] = n
+            bar.update()
     if card is not None:
         if subject is not None:
             card.subject = subject
@@ -410,5 +455,7 @@ def import_openai(
     card.content_hash, card.file_hashes = "", {}
     ds = NeuronDataset(card=card, neurons=neurons)
     if out_dataset_dir is not None:
+        if progress:
+            say("import-openai", f"writing {len(neurons):,} neurons to {out_dataset_dir}")
         ds.save(out_dataset_dir)
     return ds

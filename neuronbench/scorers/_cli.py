@@ -231,6 +231,7 @@ def _validate(args: argparse.Namespace) -> int:
         n_records=args.n_records,
         neurons=_split(args.neurons) if args.neurons else None,
         suite_split=getattr(args, "suite_split", None),
+        progress=True,
     )
     kinds = ["all", *next(iter(reports)).per_kind] if reports else []
     print(

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from neuronbench._progress import Progress
 from neuronbench.datasets import NeuronDataset, NeuronRecord, scoring_records
 from neuronbench.groundtruth.planted import DECOY_KINDS, PlantedNeuron, load_planted
 
@@ -152,9 +153,11 @@ async def score_candidates(
     ds: NeuronDataset,
     planted: dict[str, PlantedNeuron],
     texts: dict[str, dict[str, str]] | None = None,
+    bar: Progress | None = None,
 ) -> dict[str, dict[str, float | None]]:
     """Score truth and decoys of every planted neuron of ``ds`` with ``fn``
-    (``texts``: candidate → text per neuron key, e.g. a v2 suite's six explanations)."""
+    (``texts``: candidate → text per neuron key, e.g. a v2 suite's six explanations;
+    ``bar`` counts neurons scored)."""
     out: dict[str, dict[str, float | None]] = {}
     for neuron in ds:
         spec = planted.get(neuron.id.key)
@@ -162,6 +165,8 @@ async def score_candidates(
             continue
         cands = (texts or {}).get(neuron.id.key) or {"truth": spec.truth, **spec.decoys}
         out[neuron.id.key] = {c: await fn(t, neuron) for c, t in cands.items()}
+        if bar is not None:
+            bar.update()
     return out
 
 
@@ -229,6 +234,7 @@ def validate(
     n_records: int | None = None,
     neurons: Sequence[str] | None = None,
     suite_split: str | None = None,
+    progress: bool = False,
 ) -> list[ValidityReport]:
     """Validity report of each simulator and scorer on a planted dataset.
 
@@ -241,6 +247,7 @@ def validate(
         n_records: Top and random records each per neuron (None = all in the split).
         neurons: Restrict to these neuron keys (e.g. a subset for the slow logprob simulator).
         suite_split: For a v2 suite, only neurons of this split (train, dev, test).
+        progress: Report neurons scored per simulator/scorer on stderr.
     """
     import asyncio
 
@@ -270,7 +277,9 @@ def validate(
     jobs = [(f"simulator:{s}", simulator_scorer(s, model, split, n_records)) for s in simulators]
     jobs += [(f"scorer:{s}", scorer_fn(s, model, split, n_records)) for s in scorers]
     reports = []
+    total = sum(1 for i in ds.neurons if i.key in planted)
     for label, fn in jobs:
-        scores = asyncio.run(score_candidates(fn, ds, planted, texts))
+        with Progress(f"validate {label}", total, unit="neurons", enabled=progress) as bar:
+            scores = asyncio.run(score_candidates(fn, ds, planted, texts, bar))
         reports.append(summarize(label, scores, families, splits, decoy_kinds))
     return reports

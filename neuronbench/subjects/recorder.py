@@ -29,13 +29,13 @@ from __future__ import annotations
 import contextlib
 import itertools
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from neuronbench._atomic import write_json
+from neuronbench._progress import Progress, say
 from neuronbench.datasets import DatasetCard, DatasetError, NeuronDataset, NeuronRecord
 from neuronbench.subjects._checkpoint import (
     CHECKPOINT_DIR,
@@ -127,8 +127,11 @@ def record_state(
         if ckpt is not None:
             save_state(state, ckpt)
 
+    desc = _desc(cfg)
     with torch.inference_mode(), _forward(subject, cfg.layers) as forward:
         if not state.has_boundaries:
+            if progress:
+                say(desc, f"pre-pass: quantile boundaries from {cfg.boundary_records} records")
             t0 = time.perf_counter()
             bounds = compute_boundaries(subject, cfg, batch_size, forward)
             for layer, b in bounds.items():
@@ -145,7 +148,14 @@ def record_state(
             seed=cfg.seed,
             shard=(cfg.shard_index, cfg.shard_count),
         )
-        bar = _bar(cfg, state, progress)
+        bar = Progress(
+            desc,
+            _shard_tokens(cfg),
+            unit="tok",
+            unit_scale=True,
+            initial=state.consumed * cfg.record_length,
+            enabled=progress,
+        )
         last_save, last_tokens = time.monotonic(), state.consumed * cfg.record_length
         try:
             for batch in _batched(itertools.islice(stream, state.consumed, None), batch_size):
@@ -165,6 +175,7 @@ def record_state(
                     last_save, last_tokens = time.monotonic(), tokens
                 if on_batch is not None:
                     on_batch(state)
+            bar.close(finished=True)  # the corpus may end before the token budget
         finally:
             bar.close()
     state.complete = True
@@ -190,23 +201,17 @@ def _batched(it: Iterator[Any], n: int) -> Iterator[list[Any]]:
         yield batch
 
 
-def _bar(cfg: RecorderConfig, state: RecorderState, progress: bool) -> Any:
-    from tqdm.auto import tqdm
+def _desc(cfg: RecorderConfig) -> str:
+    shard = f" shard {cfg.shard_index}/{cfg.shard_count}" if cfg.shard_count > 1 else ""
+    return f"record {cfg.subject_name}{shard}"
 
-    total = None
-    if cfg.max_tokens is not None:
-        n_records = cfg.max_tokens // cfg.record_length
-        mine = len(range(cfg.shard_index, n_records, cfg.shard_count))
-        total = mine * cfg.record_length
-    return tqdm(
-        total=total,
-        initial=state.consumed * cfg.record_length,
-        unit="tok",
-        unit_scale=True,
-        desc=f"record {cfg.subject_name} shard {cfg.shard_index}/{cfg.shard_count}",
-        disable=not progress or not sys.stderr.isatty(),
-        dynamic_ncols=True,
-    )
+
+def _shard_tokens(cfg: RecorderConfig) -> int | None:
+    """Tokens this shard will record; None for a whole corpus of unknown length."""
+    if cfg.max_tokens is None:
+        return None
+    n_records = cfg.max_tokens // cfg.record_length
+    return len(range(cfg.shard_index, n_records, cfg.shard_count)) * cfg.record_length
 
 
 def finalize(
@@ -336,7 +341,10 @@ def record(
         write_json(final.parent / "recording.json", _summary(state, batch_size))
         _drop_checkpoint(final.parent)
         return state
-    ds = finalize(state, subj.tokenizer, out_path, extra={"batch_size": batch_size})
+    if progress:
+        n = len(cfg.layers) * cfg.d_mlp
+        say(_desc(cfg), f"finalizing {n:,} neurons" + (f" into {out_path}" if out_path else ""))
+    ds = finalize(state, subj.tokenizer, out_path)
     if out_path is not None:
         _drop_checkpoint(out_path)
     return ds
