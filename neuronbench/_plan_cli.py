@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--tokenizer",
         default="auto",
         choices=["auto", "chars"],
-        help="auto: the model's own, tiktoken, SmolLM2's, chars/4; chars: chars/4 only",
+        help="auto: the model's own, tiktoken, SmolLM2's, else chars/2.5; chars: chars/2.5 only",
     )
     p.add_argument("--json", action="store_true", help="print the plan as one JSON object last")
     p.set_defaults(func=_plan)

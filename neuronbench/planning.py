@@ -32,9 +32,11 @@ from typing import Any, cast
 from neuronbench.datasets import NeuronRecord, scoring_records
 from neuronbench.datasets.normalize import normalize, relu_max
 
-CHARS_PER_TOKEN_FALLBACK = 4.0
-"""Last-resort estimate (no tokenizer at hand): English prose is about 4 characters a token.
-Token<TAB>value lines are denser, so this undercounts those prompts; the output says so."""
+CHARS_PER_TOKEN_FALLBACK = 2.5
+"""Last resort when no tokenizer loads. Not the prose rule of 4: these prompts are mostly
+``token<TAB>value`` lines, which SmolLM2's tokenizer cuts at 2.1 (explainer), 2.7 (logprob
+simulator) and 3.6 (generation simulator) characters a token on the offline recording;
+chars/4 would undercount them by up to half."""
 
 DEFAULT_SAMPLE = 20
 """Neurons whose prompts are built and tokenized: enough for a stable mean, fast on a CPU."""
@@ -190,9 +192,9 @@ class TokenCounter:
     """Counts tokens of raw prompts and chats the way the model will see them."""
 
     name: str
-    """Which tokenizer: ``tiktoken:<encoding>``, ``hf:<name>`` or ``chars/4``."""
+    """Which tokenizer: ``tiktoken:<encoding>``, ``hf:<name>`` or ``chars/2.5``."""
     encode: Callable[[str], int] | None
-    """Tokens in a raw text (special tokens the model adds included); None: chars/4."""
+    """Tokens in a raw text (special tokens the model adds included); None: characters / 2.5."""
     chat: Callable[[list[dict[str, str]]], int] | None = None
     """Tokens of a templated chat, when the tokenizer has a template."""
     per_message: int = 4
@@ -271,15 +273,19 @@ def _smollm2_tokenizer() -> Any | None:
         return None
 
 
+def chars_counter() -> TokenCounter:
+    return TokenCounter(name=f"chars/{CHARS_PER_TOKEN_FALLBACK:g}", encode=None)
+
+
 def counter_for(model: str, fallback: str = "auto") -> TokenCounter:
-    """The best offline tokenizer for ``model``: its own, else tiktoken, else SmolLM2's, else chars/4.
+    """The best offline tokenizer for ``model``: its own, else tiktoken, else SmolLM2's, else chars/2.5.
 
     Args:
         model: inspect model name (``openai/gpt-4o``, ``neuronbench/smollm2``, ``vllm/<hf id>``).
         fallback: ``auto`` (as above) or ``chars`` (skip tokenizers: fast, rough).
     """
     if fallback == "chars":
-        return TokenCounter(name="chars/4", encode=None)
+        return chars_counter()
     provider, _, model_id = model.partition("/")
     if provider == "neuronbench":
         tok = _local_tokenizer(model_id)
@@ -303,7 +309,7 @@ def counter_for(model: str, fallback: str = "auto") -> TokenCounter:
     if tok is not None:
         # SmolLM2's chat template frames a chat for SmolLM2, not for this model: no chat
         return _hf_counter("smollm2 (stand-in: no offline tokenizer for this model)", tok)
-    return TokenCounter(name="chars/4", encode=None)
+    return chars_counter()
 
 
 # ---------------------------------------------------------------------------- measuring
@@ -659,8 +665,8 @@ def role_estimate(
         )
         seconds = max(seconds, server)
     hours = seconds / 3600 if total.calls else 0.0
-    dollars: float | None = None
-    if price.input_per_mtok is not None and price.output_per_mtok is not None:
+    dollars: float | None = None if total.calls else 0.0
+    if total.calls and price.input_per_mtok is not None and price.output_per_mtok is not None:
         dollars = (
             total.input_tokens * price.input_per_mtok + total.output_tokens * price.output_per_mtok
         ) / 1e6
@@ -744,6 +750,11 @@ def make_plan(
     e_counter = counter_for(cfg.explainer, tokenizer)
     s_counter = counter_for(cfg.simulator_model, tokenizer)
     measured = measure(neurons, cfg, e_counter, s_counter)
+    from neuronbench.scorers.registry import simulator_needs_model
+
+    sim_model = cfg.simulator_model
+    if not simulator_needs_model(cfg.simulator):
+        sim_model = f"none ({cfg.simulator} runs in-process)"
     scale = n_neurons * measured.n_sample / (measured.n_sample + measured.n_skipped)
     n_run = round(scale)  # skipped neurons cost nothing
     roles = [
@@ -758,10 +769,10 @@ def make_plan(
         ),
         role_estimate(
             "simulator",
-            cfg.simulator_model,
+            sim_model,
             measured.simulator,
             n_run,
-            table.lookup(cfg.simulator_model),
+            table.lookup(sim_model),
             concurrency,
             s_counter.name,
         ),
@@ -771,6 +782,16 @@ def make_plan(
 
 def _fmt_int(x: float) -> str:
     return f"{x:,.0f}"
+
+
+def _fmt_hours(hours: float) -> str:
+    if hours * 60 < 1:
+        return f"{hours * 3600:.0f} s"
+    return f"{hours * 60:.1f} min" if hours < 1 else f"{hours:,.1f} h"
+
+
+def _fmt_dollars(dollars: float) -> str:
+    return f"${dollars:,.2f}" if dollars >= 1 or dollars == 0 else f"${dollars:.4f}"
 
 
 def format_plan(plan: Plan) -> str:
@@ -793,25 +814,27 @@ def format_plan(plan: Plan) -> str:
         )
     lines += [
         "",
-        f"  {'role':<10} {'input tokens':>16} {'output tokens':>14} {'dollars':>12} {'hours':>9}",
+        f"  {'role':<10} {'input tokens':>16} {'output tokens':>14} {'dollars':>12} {'time':>10}",
     ]
     for r in plan.roles:
-        dollars = "n/a" if r.dollars is None else f"${r.dollars:,.2f}"
+        dollars = "n/a" if r.dollars is None else _fmt_dollars(r.dollars)
         lines.append(
             f"  {r.role:<10} {_fmt_int(r.total.input_tokens):>16} "
-            f"{_fmt_int(r.total.output_tokens):>14} {dollars:>12} {r.hours:>9.1f}"
+            f"{_fmt_int(r.total.output_tokens):>14} {dollars:>12} {_fmt_hours(r.hours):>10}"
         )
     total_tokens = sum(r.total.input_tokens + r.total.output_tokens for r in plan.roles)
-    dollars = (
-        "n/a (a model has no price: give --prices FILE)"
-        if plan.dollars is None
-        else (f"${plan.dollars:,.2f}")
-    )
+    dollars = "n/a" if plan.dollars is None else _fmt_dollars(plan.dollars)
     lines += [
-        f"  {'total':<10} {_fmt_int(total_tokens):>16} tokens {dollars:>18} {plan.hours:>9.1f}",
+        f"  {'total':<10} {_fmt_int(total_tokens):>16} tokens {dollars:>18} {_fmt_hours(plan.hours):>10}",
         "",
         "  assumptions:",
     ]
+    unpriced = [r.model for r in plan.roles if r.dollars is None]
+    if unpriced:
+        lines.append(
+            f"    no price for {', '.join(unpriced)} in the table dated {plan.prices_as_of}: "
+            "give --prices FILE (speeds default to the table's 'default' entry)"
+        )
     for r in plan.roles:
         p = r.price
         price = (
@@ -827,7 +850,7 @@ def format_plan(plan: Plan) -> str:
         lines.append(
             f"    {r.role}: tokenizer {r.counter}; price entry {p.name!r}: {price}; {speed}{server}{gpu}"
         )
-        if p.note:
+        if p.note and f"      ({p.note})" not in lines:
             lines.append(f"      ({p.note})")
     if m.shared_prefix_tokens:
         lines.append(

@@ -137,7 +137,7 @@ def test_explainer_output_is_the_mean_example_answer_capped() -> None:
 
 def test_best_of_k_and_calibrate_multiply_the_calls(tmp_path: Path) -> None:
     neurons = list(NeuronDataset.load(write_dataset(tmp_path / "ds", per_layer=1)).neurons.values())
-    chars = planning.TokenCounter(name="chars/4", encode=None)
+    chars = planning.chars_counter()
     base = planning.PlanConfig(
         explainer="openai/gpt-4o", simulator="generation", simulator_model="openai/gpt-4o-mini"
     )
@@ -246,3 +246,26 @@ def test_bad_input_is_one_line_rc_2(
     assert rc == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("neuronbench plan: error: ")
     assert message in err
+
+
+def test_neurons_alone_plans_planted_neurons_of_the_given_shape(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    neurons = planning.synthetic_neurons(3, top_k=8, n_random=6, record_length=16)
+    assert len(neurons) == 3 and len({n.id for n in neurons}) == 3
+    assert all(len(n.top) == 8 and len(n.random) == 6 for n in neurons)
+    assert all(len(r.tokens) == 16 for n in neurons for r in [*n.top, *n.random])
+    argv = ["plan", "--neurons", "131072", "--sample", "2", "--top-k", "8", "--random", "6",
+            "--record-length", "16", "--explainer", "openai/gpt-4o", "--simulator", "logprob",
+            "--simulator-model", "vllm-completions/meta-llama/Llama-3.1-70B-Instruct",
+            "--tokenizer", "chars", "--json"]  # fmt: skip
+    rc, out, _ = _cli(argv, capsys)
+    assert rc == 0
+    plan = json.loads(out.strip().splitlines()[-1])
+    assert plan["neurons"] == 131072 and plan["sampled"] == 2
+    sim = plan["roles"]["simulator"]
+    # valid split of 8 top + 6 random: 2 top and 2 random records, one prompt each, 1 token out
+    assert sim["per_neuron"]["calls"] == 4 and sim["per_neuron"]["output_tokens"] == 4
+    assert sim["total"]["input_tokens"] == sim["per_neuron"]["input_tokens"] * 131072
+    # self-hosted: no token price, the server's hours at its GPU rate
+    assert sim["dollars"] == pytest.approx(sim["hours"] * 10.0)
