@@ -531,6 +531,8 @@ async def _measure(
         )
     if not neurons:
         raise PlanError("no neurons to measure")
+    if cfg.strategy == "best_of_k" and cfg.split == "calibration":
+        raise PlanError("best_of_k selects on the calibration split; plan it on valid or test")
     explainer_model = _counting_model(cfg.explainer, explainer_counter)
     simulator_model = _counting_model(cfg.simulator_model, simulator_counter)
     explanations = _explanations(cfg)
