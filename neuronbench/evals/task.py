@@ -40,6 +40,7 @@ model_roles={"simulator": "neuronbench/smollm2"})`` (or ``eval_set``).
 from __future__ import annotations
 
 import os
+from inspect import signature
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,8 @@ from inspect_ai.model import GenerateConfig
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from neuronbench.datasets import NeuronDataset
+from neuronbench.evals import _task_args as check
+from neuronbench.evals._task_args import TaskArgumentError
 from neuronbench.evals.samples import sample_for, select_ids
 from neuronbench.evals.strategies import STRATEGIES, StrategyOptions, build_strategy
 from neuronbench.evals.strategies._base import skip_unusable
@@ -117,6 +120,7 @@ def explain_neurons(
     simulator_model: str | None = DEFAULT_SIMULATOR_MODEL,
     calibrate: bool = False,
     simulator_examples: str = "default",
+    **unknown: Any,
 ) -> Task:
     """Explain each selected neuron with ``strategy`` and score the explanation by simulation.
 
@@ -161,7 +165,67 @@ def explain_neurons(
             ``best_of_k``): ``default`` (neuronbench's own), ``openai`` (OpenAI's original
             set, loaded from the optional ``neuron-explainer`` package: exactly the paper's
             prompt) or a JSON file path.
+        **unknown: Collected only to be refused: inspect merely warns about a mistyped
+            ``-T`` name and would then run every neuron with the defaults.
+
+    Raises:
+        TaskArgumentError: A bad argument, dataset or explanation file, as one line
+            (inspect prints it without a traceback), before any model call.
     """
+    check.reject_unknown(unknown, ARGUMENTS)
+    given = {name: value for name, value in locals().items() if name in ARGUMENTS}
+    try:
+        return _build(**given)
+    except TaskArgumentError:
+        raise
+    except (ValueError, FileNotFoundError) as e:  # DatasetError, strategy and scorer checks
+        raise TaskArgumentError(e) from e
+
+
+def _dataset_path(dataset: str | None) -> str:
+    path = dataset or os.environ.get(DATASET_ENV)
+    if not path and (Path(DEFAULT_DATASET) / "card.json").exists():
+        path = DEFAULT_DATASET  # the default recording that `neuronbench run` writes
+    if not path:
+        raise TaskArgumentError(
+            f"needs a dataset: pass -T dataset=PATH (a directory written by "
+            f"`neuronbench record`), set ${DATASET_ENV}, or run `neuronbench run` first "
+            f"(it records {DEFAULT_DATASET})"
+        )
+    if not Path(path).is_dir():
+        where = "-T dataset" if dataset else f"${DATASET_ENV}"
+        raise TaskArgumentError(
+            f"{where}={path!r}: no such dataset directory (write one with `neuronbench record`)"
+        )
+    return str(path)
+
+
+def _build(
+    dataset: Any,
+    split: Any,
+    strategy: Any,
+    n_examples: Any,
+    neurons: Any,
+    seed: Any,
+    scorer: Any,
+    simulator: Any,
+    n_score_records: Any,
+    explanation_file: Any,
+    k: Any,
+    temperature: Any,
+    show_values: Any,
+    threshold: Any,
+    n_tokens: Any,
+    n_negatives: Any,
+    shuffle_source: Any,
+    few_shot: Any,
+    max_prompt_tokens: Any,
+    max_tokens: Any,
+    simulator_model: Any,
+    calibrate: Any,
+    simulator_examples: Any,
+) -> Task:
+    """Check every argument (cheap ones first, the dataset last), then build the task."""
     dataset, split, strategy, simulator, neurons = (
         _joined(v) for v in (dataset, split, strategy, simulator, neurons)
     )
@@ -169,35 +233,39 @@ def explain_neurons(
         _joined(v) for v in (explanation_file, few_shot, shuffle_source, simulator_model)
     )
     simulator_examples = _joined(simulator_examples)
-    path = dataset or os.environ.get(DATASET_ENV)
-    if not path and (Path(DEFAULT_DATASET) / "card.json").exists():
-        path = DEFAULT_DATASET  # the default recording that `neuronbench run` writes
-    if not path:
-        raise ValueError(
-            f"explain_neurons needs a dataset: pass -T dataset=PATH (a directory written by "
-            f"`neuronbench record`), set ${DATASET_ENV}, or run `neuronbench run` first "
-            f"(it records {DEFAULT_DATASET})"
-        )
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r}: use one of {SPLITS} (train is what the explainer sees)")
-    from neuronbench.scorers.registry import SIMULATORS, simulator_needs_model
+    from neuronbench.scorers.registry import SCORERS, SIMULATORS, simulator_needs_model
 
-    if simulator not in SIMULATORS:
-        raise ValueError(f"simulator={simulator!r}: use one of {', '.join(SIMULATORS)}")
+    split = check.choice("split", split, SPLITS)  # train is what the explainer sees
+    strategy = check.choice("strategy", strategy, STRATEGIES)
+    simulator = check.choice("simulator", simulator, SIMULATORS)
+    shuffle_source = check.choice("shuffle_source", shuffle_source, ("baseline", "file"))
+    for name in _scorer_names(scorer):
+        check.choice("scorer", name, SCORERS)
+    n_examples = check.integer("n_examples", n_examples, minimum=1)
+    seed = check.integer("seed", seed)
+    n_score_records = check.optional_integer("n_score_records", n_score_records, minimum=1)
+    k = check.integer("k", k, minimum=1)
+    temperature = check.number("temperature", temperature, low=0.0)
+    show_values = check.flag("show_values", show_values)
+    threshold = check.number("threshold", threshold, low=0.0, high=1.0)
+    n_tokens = check.integer("n_tokens", n_tokens, minimum=1)
+    n_negatives = check.integer("n_negatives", n_negatives, minimum=0)
+    max_prompt_tokens = check.integer("max_prompt_tokens", max_prompt_tokens, minimum=1)
+    max_tokens = check.optional_integer("max_tokens", max_tokens, minimum=1)
+    calibrate = check.flag("calibrate", calibrate)
+    if isinstance(neurons, bool) or not isinstance(neurons, (str, int, type(None))):
+        raise TaskArgumentError(f"-T neurons={neurons!r}: expected a count, stratified:N or keys")
     if simulator == "logprob" and simulator_examples != "default":
         from neuronbench.scorers.simulators.logprob import load_few_shot as simulator_few_shot
 
         simulator_few_shot(simulator_examples)  # a missing package or file fails here, early
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
-    if n_examples < 1:
-        raise ValueError(f"n_examples={n_examples}: show at least 1 record")
+    path = _dataset_path(dataset)
 
     chosen = select_ids(NeuronDataset.ids(path), neurons, seed)
     ds = NeuronDataset.load(Path(path), ids=chosen)  # only the selected neurons' rows
     selected = [ds.neurons[i] for i in chosen]
     if not selected:
-        raise ValueError(f"no neurons selected from {path} (neurons={neurons!r})")
+        raise TaskArgumentError(f"no neurons selected from {path} (neurons={neurons!r})")
     samples = [sample_for(n, split, n_negatives) for n in selected]
     skipped = {str(s.id) for s in samples if s.metadata and "skip" in s.metadata}
 
@@ -283,3 +351,7 @@ def explain_neurons(
             "args": args,
         },
     )
+
+
+ARGUMENTS = tuple(name for name in signature(explain_neurons).parameters if name != "unknown")
+"""The task's argument names, for the unknown-argument error."""
