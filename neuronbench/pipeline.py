@@ -227,6 +227,9 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     """Run the whole benchmark and return a summary (also written to ``OUT/run.json``)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from neuronbench._run_checks import check_run_config
+
+    check_run_config(cfg)  # every option, before minutes of recording
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     started = datetime.now(timezone.utc)

@@ -12,13 +12,16 @@ from typing import Any
 
 def _recovery(args: Any) -> int:
     import json
+    from pathlib import Path
 
+    from neuronbench.errors import UsageError
     from neuronbench.scorers.recovery_report import recovery_report, to_dicts, to_markdown
 
+    if not Path(args.log_dir).is_dir():
+        raise UsageError(f"{args.log_dir}: no such log directory")
     rows = recovery_report(args.log_dir)
-    if not rows:
-        print(f"no explain_neurons logs over a planted dataset under {args.log_dir}")
-        return 1
+    if not rows:  # a user error like any other: one line on stderr, rc 2
+        raise UsageError(f"no explain_neurons logs over a planted dataset under {args.log_dir}")
     print(to_markdown(rows), end="")
     if args.json:
         print(json.dumps({"rows": to_dicts(rows)}))

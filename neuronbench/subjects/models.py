@@ -107,7 +107,85 @@ def load_subject(name_or_path: str = "smollm2", *, dtype: torch.dtype | None = N
     dtype = torch.float32 if dtype is None else dtype
     if name_or_path in SMOLLM2_ALIASES:
         return _load_smollm2(dtype)
+    check_subject_source(name_or_path)
     return _load_pretrained(name_or_path, dtype)
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+def check_subject_source(name_or_path: str) -> None:
+    """Fail in one line, before any download or retry, on a subject that cannot load.
+
+    A typo of a built-in name (``smolm2``), a missing path, or a hub id that is not cached
+    while the hub is off or unreachable would otherwise cost ~20 s of hub retries and end
+    in "check your internet connection". A hub id the cache holds, or any hub id with the
+    hub reachable, passes: the hub decides whether it exists.
+    """
+    from neuronbench.errors import did_you_mean
+    from neuronbench.subjects._settings import TINY_SUBJECTS
+
+    name = name_or_path
+    builtin = ["smollm2", SMOLLM2_NAME, *TINY_SUBJECTS]
+    if name in builtin or Path(name).exists():
+        return
+    hint = f"built-in subjects: {', '.join(builtin)}; a Hugging Face id (org/name) needs network"
+    typo = did_you_mean(name, builtin, cutoff=0.8)  # strict: "gpt2" is a hub id, no typo
+    if typo and "/" not in name:
+        raise SubjectError(f"unknown subject {name!r}{typo}; {hint}")
+    if name.startswith((".", "/", "~")) or not _HUB_ID.match(name) or "--" in name:
+        raise SubjectError(f"subject {name!r}: no such directory, nor a Hugging Face id; {hint}")
+    if _hub_cached(name):
+        return
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "").strip().upper() in ("1", "ON", "YES", "TRUE"):
+            raise SubjectError(
+                f"subject {name!r} is not built in, not a local directory and not in the "
+                f"Hugging Face cache, and {var}={os.environ[var]} keeps the hub off "
+                f"(set {var}=0 to download it); {hint}"
+            )
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    if not _reachable(endpoint):
+        raise SubjectError(
+            f"subject {name!r} is not built in, not a local directory and not in the "
+            f"Hugging Face cache, and {endpoint} cannot be reached; {hint}"
+        )
+
+
+def _hub_cached(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # an id the hub library rejects is simply not cached
+        return False
+
+
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to ``url``'s host opens within ``timeout`` (DNS included)."""
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    host = parsed.hostname
+    if not host:
+        return False
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    result: list[bool] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    # A thread bounds the DNS lookup too, which create_connection's timeout does not.
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return bool(result and result[0])
 
 
 def _load_smollm2(dtype: torch.dtype) -> Subject:
