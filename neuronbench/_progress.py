@@ -13,6 +13,7 @@ comparisons; all formatting happens only when a line is due.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -43,6 +44,15 @@ def duration(seconds: float) -> str:
         return f"{m}m{s:02d}s"
     h, m = divmod(m, 60)
     return f"{h}h{m:02d}m"
+
+
+def is_terminal(stream: Any) -> bool:
+    """A terminal a bar can be drawn on: a tty with a width (a pseudo-terminal of width 0,
+    as under ``script`` or ``docker -t`` without a size, would show tqdm as blank lines)."""
+    try:
+        return bool(stream.isatty()) and os.get_terminal_size(stream.fileno()).columns > 0
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def say(desc: str, message: str, stream: TextIO | None = None) -> None:
@@ -83,7 +93,7 @@ class Progress:
             enabled: False prints nothing (``--quiet``).
             stream: where to write (default: ``sys.stderr`` at construction).
             tty: force the terminal (True) or log-line (False) form; default
-                ``stream.isatty()``.
+                :func:`is_terminal`.
             interval / min_gap: log-line timing (see module docstring).
             clock: monotonic seconds; tests pass a fake one.
         """
@@ -99,8 +109,7 @@ class Progress:
         if not enabled:
             return
         if tty is None:
-            isatty = getattr(self.stream, "isatty", None)
-            tty = bool(isatty and isatty())
+            tty = is_terminal(self.stream)
         if tty:
             from tqdm.auto import tqdm
 

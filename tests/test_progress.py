@@ -4,6 +4,7 @@ the CLI commands (record, export-openai, import-openai, validate) reporting on s
 from __future__ import annotations
 
 import io
+import os
 import re
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from neuronbench._progress import Progress, duration, si
+from neuronbench._progress import Progress, duration, is_terminal, si
 from neuronbench.cli import main
 from neuronbench.datasets import DatasetCard, NeuronDataset
 from neuronbench.datasets.openai_json import estimate_export_bytes
@@ -114,6 +115,23 @@ def test_terminal_renders_a_bar_with_rate_and_total() -> None:
     assert "2.05k/2.05k" in final and "tok/s" in final
     assert "[record tiny] a phase" in text
     assert not text.startswith("[record tiny] starting")  # no log lines on a terminal
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
+def test_terminal_needs_a_width() -> None:
+    """A pseudo-terminal without a size gets log lines: tqdm would draw blank lines."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    with os.fdopen(follower, "w") as tty:
+        for cols, expected in ((0, False), (100, True)):
+            fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, cols, 0, 0))
+            assert is_terminal(tty) is expected
+    os.close(leader)
+    assert not is_terminal(io.StringIO())
 
 
 def test_si_and_duration() -> None:

@@ -14,12 +14,18 @@ from typing import Any
 
 from neuronbench._atomic import atomic_path
 from neuronbench.datasets.errors import DatasetError
+from neuronbench.subjects._moments import normalize
 from neuronbench.subjects._state import LayerState, RecorderConfig, RecorderState
 
 STATE_FILE = "state.safetensors"
 CHECKPOINT_DIR = ".checkpoint"
-FORMAT = "neuronbench-recorder-state/2"
-"""/2: random samples per neuron (``L{layer}.rand_key``/``rand_pos``); /1 shared one sample."""
+FORMAT = "neuronbench-recorder-state/3"
+"""/3: exact integer power sums (``L{layer}.psum``) and the batch sizes used; /2 kept float
+moments (a merge only float-close to one run); /1 shared one random sample."""
+_OLD_FORMATS = {
+    "neuronbench-recorder-state/1": "one random sample shared by all neurons",
+    "neuronbench-recorder-state/2": "float moments that merge only approximately",
+}
 
 
 def save_state(state: RecorderState, path: str | Path) -> Path:
@@ -29,6 +35,8 @@ def save_state(state: RecorderState, path: str | Path) -> Path:
     path = Path(path)
     tensors = {}
     for layer, ls in state.layers.items():
+        normalize(ls.psum)  # one form per value, so equal states give equal files
+        ls.pending = 0
         for name in LayerState.TENSORS:
             tensors[f"L{layer}.{name}"] = getattr(ls, name)
     header = {
@@ -40,6 +48,7 @@ def save_state(state: RecorderState, path: str | Path) -> Path:
         "has_boundaries": state.has_boundaries,
         "complete": state.complete,
         "timings": state.timings,
+        "batch_sizes": state.batch_sizes,
     }
     with atomic_path(path) as tmp:
         save_file(
@@ -65,11 +74,11 @@ def load_state(path: str | Path) -> RecorderState:
         raise DatasetError(f"{path}: corrupt recorder state ({e})") from None
     try:
         header: dict[str, Any] = json.loads(meta["neuronbench"])
-        if header.get("format") == "neuronbench-recorder-state/1":
+        old = _OLD_FORMATS.get(header.get("format", ""))
+        if old is not None:
             raise DatasetError(
-                f"{path}: recorder state from an older neuronbench (one random sample shared "
-                "by all neurons); record again (delete it to start over) or finish and merge "
-                "it with that version"
+                f"{path}: recorder state from an older neuronbench ({old}); record again "
+                "(delete it to start over) or finish and merge it with that version"
             )
         if header.get("format") != FORMAT:
             raise DatasetError(f"{path}: unknown state format {header.get('format')!r}")
@@ -87,6 +96,7 @@ def load_state(path: str | Path) -> RecorderState:
             has_boundaries=bool(header["has_boundaries"]),
             complete=bool(header["complete"]),
             timings={k: float(v) for k, v in header.get("timings", {}).items()},
+            batch_sizes=[int(b) for b in header["batch_sizes"]],
         )
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, DatasetError):

@@ -149,15 +149,19 @@ def _record(args: argparse.Namespace) -> int:
         figures = _dataset_figures(result)
     else:
         record_s = result.timings.get("record_s", 0.0)
+        cfg = result.config
         figures = {
             "state": str(args.out),
             "shard": f"{args.shard[0]}/{args.shard[1]}",
+            "subject": cfg.subject,
+            "layers": list(cfg.layers),
+            "n_neurons": cfg.d_mlp * len(cfg.layers),
             "n_tokens": result.n_tokens,
             "n_records": result.n_records,
             "tokens_per_s": round(result.n_tokens / record_s, 1) if record_s else None,
             "timings": result.timings,
         }
-    _report(figures, args.json)
+    _report(figures, args.json, "recorded")
     return 0
 
 
@@ -169,7 +173,7 @@ def _merge(args: argparse.Namespace) -> int:
         ds = merge(args.dirs, args.out)
     except SubjectError as e:
         return _fail("merge", e)
-    _report(_dataset_figures(ds), args.json)
+    _report(_dataset_figures(ds), args.json, "merged")
     return 0
 
 
@@ -184,17 +188,44 @@ def _dataset_figures(ds: Any) -> dict[str, Any]:
         # Count from the id columns: len(ds) would load every record of a lazy dataset.
         "n_neurons": len(NeuronDataset.ids(ds.path)) if ds.path else len(ds),
         "n_tokens": card.n_tokens,
+        "n_records": card.extra.get("n_records"),
         "tokens_per_s": card.extra.get("tokens_per_s"),
         "timings": card.extra.get("timings", {}),
     }
 
 
-def _report(figures: dict[str, Any], as_json: bool) -> None:
+def _report(figures: dict[str, Any], as_json: bool, verb: str) -> None:
     if as_json:
         print(json.dumps(figures))
         return
-    for key, value in figures.items():
-        print(f"{key}: {value}")
+    print("\n".join(summary_lines(figures, verb)))
+
+
+def summary_lines(figures: dict[str, Any], verb: str) -> list[str]:
+    """What a person reads after ``record``/``merge``: what was recorded, how long it took,
+    where it went and what to run next (``--json`` keeps the raw figures for scripts)."""
+    layers = ", ".join(str(x) for x in figures["layers"])
+    n_records = figures.get("n_records")
+    records = f"{n_records:,} records, " if n_records is not None else ""
+    timings = figures.get("timings") or {}
+    total = sum(timings.values())
+    rate = figures.get("tokens_per_s")
+    phases = ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in timings.items())
+    lines = [
+        f"{verb} {figures['n_neurons']:,} neurons of {figures['subject']} (layers {layers}) "
+        f"over {records}{figures['n_tokens']:,} tokens",
+        f"time: {total:.1f} s"
+        + (f" ({phases})" if phases else "")
+        + (f", {rate:,.0f} tokens/s" if rate else ""),
+    ]
+    if "state" in figures:
+        lines += [
+            f"shard {figures['shard']} state written to {figures['state']}",
+            "next: record the other shards, then `neuronbench merge` all shard directories",
+        ]
+    else:
+        lines.append(f"dataset written to {figures['dataset']}")
+    return lines
 
 
 def _fail(command: str, error: Exception) -> int:

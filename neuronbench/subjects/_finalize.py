@@ -97,10 +97,17 @@ def make_card(state: RecorderState, extra: dict[str, Any] | None = None) -> Data
             "sampling": SAMPLING,
             "max_tokens": cfg.max_tokens,
             "n_records": state.n_records,
+            "batch_size": _batch_size(state),
             "timings": {k: round(v, 3) for k, v in state.timings.items()},
             **(extra or {}),
         },
     )
+
+
+def _batch_size(state: RecorderState) -> int | list[int] | None:
+    """One number when every shard and resume used the same batch size (the usual case)."""
+    sizes = state.batch_sizes
+    return sizes[0] if len(sizes) == 1 else (sizes or None)
 
 
 def layer_records(

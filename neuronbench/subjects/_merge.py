@@ -4,7 +4,8 @@ Every summary is order-independent (see ``_state``), so merging is the same sele
 applied to the union of two states, run as the same cascade: top-k by (max activation
 desc, position asc); the top records that lose go with both states' random records into
 the per-neuron bottom-k by (key, position); the random records that lose go with both
-states' bin samples into each bin's bottom-p. Moments merge by Pébay's pairwise formula.
+states' bin samples into each bin's bottom-p. Moments are exact integer sums (``_moments``)
+and merge by integer addition, so a merge is bit-equal to one unsharded run.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from neuronbench.datasets.errors import DatasetError
+from neuronbench.subjects._moments import central_moments, exact_sums, normalize
 from neuronbench.subjects._state import (
     EMPTY,
     QUANTILE_SALT,
@@ -25,14 +27,13 @@ from neuronbench.subjects._state import (
     new_state,
     take,
 )
-from neuronbench.subjects._stream import combine_moments
 
 if TYPE_CHECKING:
     import torch
 
 
 def merge(states: list[RecorderState]) -> RecorderState:
-    """Merge complete states of disjoint shards into one (exact for samples, float-close moments).
+    """Merge complete states of disjoint shards into one, exactly (samples and moments).
 
     The result has ``shard_index=0, shard_count=1``. Raises :class:`DatasetError` when the
     shards were recorded with different settings or boundaries, or do not cover 0..n-1.
@@ -77,6 +78,7 @@ def merge(states: list[RecorderState]) -> RecorderState:
     for s in states:
         for k, v in s.timings.items():
             out.timings[k] = out.timings.get(k, 0.0) + v
+    out.batch_sizes = sorted({b for s in states for b in s.batch_sizes})
     return out
 
 
@@ -108,7 +110,8 @@ def _merge_into(out: RecorderState, s: RecorderState) -> None:
             down_pos, down_act = rpos.gather(0, drop), take(ract, drop, 0)
         if cfg.n_quantiles:
             _merge_bins(a, b, cfg.seed, layer, down_pos, down_act, cfg.per_quantile)
-        combine_moments(a, out.n_tokens, b.mean, b.m2, b.m3, b.m4, s.n_tokens)
+        a.psum = a.psum + b.psum  # each limb < 2**62 (``_moments``): no overflow
+        normalize(a.psum)
         a.fire = a.fire + b.fire
     out.n_tokens += s.n_tokens
     out.n_records += s.n_records
@@ -145,10 +148,13 @@ def _merge_bins(
 
 def canonical(state: RecorderState) -> RecorderState:
     """Sort the slots into output order, in place: top by (max activation desc, position
-    asc), random and bin samples by (key, position) asc. Streaming leaves slots in arrival
-    order; after this, equal record sets give equal tensors (a merge is already canonical).
+    asc), random and bin samples by (key, position) asc, moment limbs normalized. Streaming
+    leaves slots in arrival order; after this, equal record sets give equal tensors (a merge
+    is already canonical).
     """
     for ls in state.layers.values():
+        normalize(ls.psum)
+        ls.pending = 0
         rand = lexorder(ls.rand_key, ls.rand_pos, 0, descending=False)
         ls.rand_act = take(ls.rand_act, rand, 0)
         ls.rand_key, ls.rand_pos = ls.rand_key.gather(0, rand), ls.rand_pos.gather(0, rand)
@@ -178,21 +184,20 @@ class Moments:
 
 
 def moments(ls: LayerState, n_tokens: int) -> Moments:
-    """Mean, variance, skewness, excess kurtosis and firing rate of each neuron."""
+    """Mean, variance, skewness, excess kurtosis and firing rate of each neuron, from the
+    exact power sums (each value rounded once, so equal sums give bit-equal moments)."""
     import torch
 
+    n = ls.fire.shape[0]
     if n_tokens == 0:
-        nan = [float("nan")] * ls.mean.shape[0]
+        nan = [float("nan")] * n
         return Moments(nan, nan, nan, nan, nan)
-    var = ls.m2 / n_tokens
-    ok = var > 0
-    safe = torch.where(ok, var, torch.ones_like(var))
-    skew = torch.where(ok, (ls.m3 / n_tokens) / safe**1.5, torch.full_like(var, float("nan")))
-    kurt = torch.where(ok, (ls.m4 / n_tokens) / safe**2 - 3.0, torch.full_like(var, float("nan")))
+    sums = exact_sums(ls.psum)
+    mo = [central_moments([sums[k][j] for k in range(4)], n_tokens) for j in range(n)]
     return Moments(
-        mean=ls.mean.tolist(),
-        variance=var.tolist(),
-        skewness=skew.tolist(),
-        kurtosis=kurt.tolist(),
+        mean=[m[0] for m in mo],
+        variance=[m[1] for m in mo],
+        skewness=[m[2] for m in mo],
+        kurtosis=[m[3] for m in mo],
         firing_rate=(ls.fire.to(torch.float64) / n_tokens).tolist(),
     )

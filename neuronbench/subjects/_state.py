@@ -21,10 +21,10 @@ or is pushed out of it, is offered to its quantile bin.
   (``QUANTILE_SALT``) among the records in neither the top-k nor the random sample. The
   bin boundaries must be fixed before the stream starts; the recorder computes them from
   a hash sample of records (see ``_boundaries``) and every shard uses the same ones.
-- **moments**: count, mean and central sums M2..M4 in float64, combined batch by batch
-  with the pairwise formulas of Chan et al. / Pébay (2008), which stay accurate where raw
-  power sums would cancel. Shard merge uses the same formula, so it matches a single run
-  to float rounding.
+- **moments**: exact integer sums of each record's float64 power sums x..x**4 (see
+  ``_moments``): integer addition does not depend on order, so batches and shards give
+  the same integers, and the dataset's moments (derived from them once, at the end) are
+  bit-equal between a merged and an unsharded recording.
 
 Why the cascade is exact although the final top-k is known only at the end: a record
 that fails to enter the running top-k, or is evicted from it, already has k better
@@ -147,16 +147,14 @@ class LayerState:
     """(Q, p, n) int64: positions of the records kept per bin."""
     q_act: torch.Tensor
     """(Q, p, n, L) float32: per-token activations of the records kept per bin."""
-    mean: torch.Tensor
-    """(n,) float64: running mean activation over all tokens."""
-    m2: torch.Tensor
-    """(n,) float64: sum of squared deviations from the mean."""
-    m3: torch.Tensor
-    """(n,) float64: sum of cubed deviations from the mean."""
-    m4: torch.Tensor
-    """(n,) float64: sum of fourth-power deviations from the mean."""
+    psum: torch.Tensor
+    """(4, LIMBS, n) int64: exact sums of x, x**2, x**3, x**4 over all tokens, as 32-bit
+    limbs of a fixed-point integer (``_moments``)."""
     fire: torch.Tensor
     """(n,) int64: number of tokens with activation > 0."""
+    pending: int = 0
+    """Records added to ``psum`` since its limbs were last normalized (not saved: a saved
+    state is normalized)."""
 
     TENSORS = (
         "top_val",
@@ -169,10 +167,7 @@ class LayerState:
         "q_key",
         "q_pos",
         "q_act",
-        "mean",
-        "m2",
-        "m3",
-        "m4",
+        "psum",
         "fire",
     )
 
@@ -197,6 +192,9 @@ class RecorderState:
     """Whether the shard's stream was consumed to its end."""
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds spent per phase (summed over resumes and shards)."""
+    batch_sizes: list[int] = field(default_factory=list)
+    """Records per forward pass used, ascending (more than one after a resume or merge with
+    another batch size); the card reports them as ``batch_size``."""
 
 
 def record_key(seed: int, salt: int, position: int) -> int:
@@ -281,6 +279,8 @@ def new_state(config: RecorderConfig) -> RecorderState:
     """An empty state: every slot empty, moments zero."""
     import torch
 
+    from neuronbench.subjects._moments import new_psum
+
     k, r, p, n, L = (
         config.top_k,
         config.n_random,
@@ -289,7 +289,7 @@ def new_state(config: RecorderConfig) -> RecorderState:
         config.record_length,
     )
     q = config.n_quantiles
-    f32, i64, f64 = torch.float32, torch.int64, torch.float64
+    f32, i64 = torch.float32, torch.int64
 
     def layer() -> LayerState:
         return LayerState(
@@ -303,10 +303,7 @@ def new_state(config: RecorderConfig) -> RecorderState:
             q_key=torch.full((q, p, n), EMPTY, dtype=i64),
             q_pos=torch.full((q, p, n), EMPTY, dtype=i64),
             q_act=torch.zeros((q, p, n, L), dtype=f32),
-            mean=torch.zeros(n, dtype=f64),
-            m2=torch.zeros(n, dtype=f64),
-            m3=torch.zeros(n, dtype=f64),
-            m4=torch.zeros(n, dtype=f64),
+            psum=new_psum(n),
             fire=torch.zeros(n, dtype=i64),
         )
 

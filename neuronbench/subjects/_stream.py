@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from neuronbench.datasets.errors import DatasetError
+from neuronbench.subjects._moments import accumulate, record_sums
 from neuronbench.subjects._state import (
     EMPTY,
     QUANTILE_SALT,
@@ -59,7 +60,8 @@ def update(state: RecorderState, positions: list[int], acts: dict[int, torch.Ten
             )
         per_token = a.transpose(1, 2)  # (B, n, L), a view
         _Cascade(ls, cfg.seed, layer).run(rec_max, per_token, pos)
-        _update_moments(ls, a.reshape(-1, a.shape[-1]), state.n_tokens)
+        ls.pending = accumulate(ls.psum, record_sums(a), ls.pending)
+        ls.fire += (a > 0).sum(dim=(0, 1))
     state.n_tokens += len(positions) * cfg.record_length
     state.n_records += len(positions)
 
@@ -272,52 +274,3 @@ def _worst_by_key(
     cand = torch.where(keys == high, poss, -1)
     slot = cand.argmax(dim=dim, keepdim=True)
     return high.squeeze(dim), cand.gather(dim, slot).squeeze(dim), slot.squeeze(dim)
-
-
-def _update_moments(ls: LayerState, x: torch.Tensor, n_seen: int) -> None:
-    """Fold tokens ``x`` (tokens, n) into the running moments.
-
-    The batch's own central sums are float32 (a batch is a few hundred tokens, so their
-    relative error is ~1e-6); they are combined into the float64 totals.
-    """
-    import torch
-
-    nb = x.shape[0]
-    mean_b = x.mean(dim=0)
-    d = x - mean_b
-    d2 = d * d
-    m2_b, m3_b, m4_b = d2.sum(0), (d2 * d).sum(0), (d2 * d2).sum(0)
-    f64 = torch.float64
-    combine_moments(ls, n_seen, mean_b.to(f64), m2_b.to(f64), m3_b.to(f64), m4_b.to(f64), nb)
-    ls.fire += (x > 0).sum(dim=0)
-
-
-def combine_moments(
-    ls: LayerState,
-    na: int,
-    mean_b: torch.Tensor,
-    m2_b: torch.Tensor,
-    m3_b: torch.Tensor,
-    m4_b: torch.Tensor,
-    nb: int,
-) -> None:
-    """Pébay's pairwise update: moments of A (in ``ls``, ``na`` tokens) and B -> A ∪ B."""
-    if nb == 0:
-        return
-    if na == 0:
-        ls.mean, ls.m2, ls.m3, ls.m4 = mean_b.clone(), m2_b.clone(), m3_b.clone(), m4_b.clone()
-        return
-    n = na + nb
-    delta = mean_b - ls.mean
-    d_n = delta / n
-    m2_a, m3_a = ls.m2, ls.m3
-    ls.m4 = (
-        ls.m4
-        + m4_b
-        + delta * d_n**3 * na * nb * (na * na - na * nb + nb * nb)
-        + 6 * d_n**2 * (na * na * m2_b + nb * nb * m2_a)
-        + 4 * d_n * (na * m3_b - nb * m3_a)
-    )
-    ls.m3 = m3_a + m3_b + delta * d_n**2 * na * nb * (na - nb) + 3 * d_n * (na * m2_b - nb * m2_a)
-    ls.m2 = m2_a + m2_b + delta * d_n * na * nb
-    ls.mean = ls.mean + d_n * nb

@@ -117,6 +117,8 @@ def record_state(
     state = state or new_state(cfg)
     if state.complete:
         return state
+    if batch_size not in state.batch_sizes:
+        state.batch_sizes = sorted([*state.batch_sizes, batch_size])
     tick = time.perf_counter()
 
     def save() -> None:

@@ -126,18 +126,8 @@ def test_shard_merge_equals_single_run(tiny_llama: Subject, tmp_path: Path) -> N
     assert len(samples) == len(merged)
     for n in merged:  # ... that never holds one of its top records
         assert not {r.position for r in n.top} & {r.position for r in n.random}, n.id
-    for key in a:
-        for field in (
-            "top",
-            "random",
-            "quantile",
-            "quantile_boundaries",
-            "firing_rate",
-            "n_tokens",
-        ):
-            assert a[key][field] == b[key][field], (key, field)
-        for field in ("mean", "variance", "skewness", "kurtosis"):
-            assert a[key][field] == pytest.approx(b[key][field], rel=1e-5, abs=1e-6)
+    assert a == b  # every field, moments included, bit for bit
+    assert loaded.card.content_hash == NeuronDataset.load(tmp_path / "single").card.content_hash
 
 
 class Kill(Exception):
@@ -222,16 +212,39 @@ def test_cli_record_shards_then_merge(tmp_path: Path, capsys: pytest.CaptureFixt
         assert (
             run_cli(["record", *flags, "--shard", f"{i}/2", "--out", str(tmp_path / f"s{i}")]) == 0
         )
-    capsys.readouterr()
+    text = capsys.readouterr().out  # a readable summary, not a Python dict
+    assert "{" not in text
+    assert "recorded 128 neurons of tiny-llama (layers 0, 1) over 25 records, 400 tokens" in text
+    assert f"shard 1/2 state written to {tmp_path / 's1'}" in text and "neuronbench merge" in text
     dirs = [str(tmp_path / "s0"), str(tmp_path / "s1")]
     assert run_cli(["merge", *dirs, "--out", str(tmp_path / "ds"), "--json"]) == 0
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert figures["n_neurons"] == 2 * 64 and figures["n_tokens"] == 800
-    single = run_cli(["record", *flags, "--out", str(tmp_path / "single"), "--json"])
+    single = run_cli(["record", *flags, "--out", str(tmp_path / "single")])
     assert single == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["n_tokens"] == 800
+    text = capsys.readouterr().out
+    assert "{" not in text and "over 50 records, 800 tokens" in text
+    assert f"dataset written to {tmp_path / 'single'}" in text and "tokens/s" in text
+    # 3 shards with another batch size: batch size does not enter the moment sums
+    for i in range(3):
+        shard = ["--shard", f"{i}/3", "--batch-size", "3", "--out", str(tmp_path / f"t{i}")]
+        assert run_cli(["record", *flags, *shard]) == 0
+    assert run_cli(["merge", *(str(tmp_path / f"t{i}") for i in range(3)),
+                    "--out", str(tmp_path / "ds3")]) == 0  # fmt: skip
     merged, direct = NeuronDataset.load(tmp_path / "ds"), NeuronDataset.load(tmp_path / "single")
-    assert [n.top for n in merged] == [n.top for n in direct]
+    merged3 = NeuronDataset.load(tmp_path / "ds3")
+    assert merged.card.content_hash == direct.card.content_hash == merged3.card.content_hash
+    assert [n.to_dict() for n in merged] == [n.to_dict() for n in direct]
+
+    def card(ds: NeuronDataset) -> dict[str, Any]:
+        d = ds.card.to_dict()
+        for key in ("timings", "tokens_per_s"):  # measured, so they differ run to run
+            d["extra"].pop(key, None)
+        return d
+
+    assert card(merged) == card(direct)
+    assert merged.card.extra["batch_size"] == 8
+    assert card(merged3) == {**card(direct), "extra": {**card(direct)["extra"], "batch_size": 3}}
     assert run_cli(["record", *flags, "--layers", "5", "--out", str(tmp_path / "bad")]) == 2
     assert "no layer 5" in capsys.readouterr().err
     with pytest.raises(SystemExit):

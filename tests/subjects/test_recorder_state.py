@@ -179,12 +179,12 @@ def test_moments_match_numpy(acts: dict[int, torch.Tensor]) -> None:
         x = acts[layer].reshape(-1, N_NEURONS).double().numpy()
         mo = moments(state.layers[layer], state.n_tokens)
         assert state.n_tokens == x.shape[0]
-        # batch sums are float32 (see _update_moments): float32 tolerance
-        np.testing.assert_allclose(mo.mean, x.mean(0), rtol=1e-5, atol=1e-7)
-        np.testing.assert_allclose(mo.variance, x.var(0), rtol=1e-5)
-        np.testing.assert_allclose(mo.skewness, scipy.stats.skew(x, axis=0), rtol=1e-4, atol=1e-5)
+        # exact sums of float64 powers: float64 tolerance
+        np.testing.assert_allclose(mo.mean, x.mean(0), rtol=1e-14, atol=1e-15)
+        np.testing.assert_allclose(mo.variance, x.var(0), rtol=1e-13)
+        np.testing.assert_allclose(mo.skewness, scipy.stats.skew(x, axis=0), rtol=1e-11, atol=1e-13)
         np.testing.assert_allclose(
-            mo.kurtosis, scipy.stats.kurtosis(x, axis=0), rtol=1e-4, atol=1e-5
+            mo.kurtosis, scipy.stats.kurtosis(x, axis=0), rtol=1e-11, atol=1e-13
         )
         np.testing.assert_allclose(mo.firing_rate, (x > 0).mean(0))
 
@@ -214,11 +214,8 @@ def test_shard_merge_equals_single_run(acts: dict[int, torch.Tensor], n_records:
     for layer in LAYERS:
         a, b = single.layers[layer], merged.layers[layer]
         for name in LayerState.TENSORS:
-            x, y = getattr(a, name), getattr(b, name)
-            if name in ("mean", "m2", "m3", "m4"):
-                torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
-            else:
-                assert torch.equal(x, y), name
+            assert torch.equal(getattr(a, name), getattr(b, name)), name  # moments too
+        assert moments(a, single.n_tokens) == moments(b, merged.n_tokens)
 
 
 def test_merge_refuses_mismatched_or_missing_shards(acts: dict[int, torch.Tensor]) -> None:
@@ -260,13 +257,14 @@ def test_state_file_round_trip_and_corruption(
         load_state(path)
 
 
-def test_state_of_the_shared_random_sample_format_is_refused(tmp_path: Path) -> None:
-    """A /1 state holds one random sample for all neurons: resuming or merging it would mix
-    two samplings, so it is refused with what to do."""
+@pytest.mark.parametrize("version", [1, 2])
+def test_states_of_older_formats_are_refused(tmp_path: Path, version: int) -> None:
+    """A /1 state holds one random sample for all neurons, a /2 state float moments: resuming
+    or merging either would mix two methods, so it is refused with what to do."""
     from safetensors.torch import save_file
 
     path = tmp_path / "old.safetensors"
-    header = {"format": "neuronbench-recorder-state/1", "config": make_config().to_dict()}
+    header = {"format": f"neuronbench-recorder-state/{version}", "config": make_config().to_dict()}
     save_file({"rand_pos": torch.zeros(5, dtype=torch.int64)}, str(path),
               metadata={"neuronbench": json.dumps(header)})  # fmt: skip
     with pytest.raises(DatasetError, match=r"old.safetensors: .*older neuronbench .*record again"):
@@ -304,3 +302,36 @@ def test_quantiles_match_numpy_linear_interpolation() -> None:
     qs = [0.2, 0.4, 0.6, 0.8]
     expected = np.quantile(x.double().numpy(), qs, axis=0)
     np.testing.assert_allclose(quantiles(x, qs).numpy(), expected, rtol=1e-6)
+
+
+def test_exact_moment_sums_do_not_depend_on_order_or_batching() -> None:
+    """Values across float32's range (1e-30 next to 1e30, negatives, subnormals) summed in
+    any grouping give the same limbs, and the integers equal Python's exact sum."""
+    from fractions import Fraction
+
+    from neuronbench.subjects._moments import (
+        BASE,
+        accumulate,
+        exact_sums,
+        new_psum,
+        record_sums,
+    )
+
+    g = torch.Generator().manual_seed(1)
+    scale = 10.0 ** torch.randint(-30, 31, (40, 5, 3), generator=g).float()
+    x = (torch.randn(40, 5, 3, generator=g) * scale).float()
+    x[0, 0, 0] = torch.finfo(torch.float32).smallest_normal / 8  # subnormal
+    x[1, :, 1] = -3e38
+    one = new_psum(3)
+    accumulate(one, record_sums(x))
+    perm = torch.randperm(40, generator=g).tolist()
+    again = new_psum(3)
+    for i in range(0, 40, 3):
+        accumulate(again, record_sums(x[perm[i : i + 3]]))
+    assert torch.equal(one, again)
+    per_record = record_sums(x).tolist()  # (4, B, n): each record's float64 power sums
+    sums = exact_sums(one)
+    for k in range(4):
+        for j in range(3):
+            expected = sum(Fraction(v) for v in (per_record[k][b][j] for b in range(40)))
+            assert Fraction(sums[k][j]) * Fraction(2) ** BASE[k] == expected, (k, j)
