@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from neuronbench.errors import UsageError
+
 
 def _shard(text: str) -> tuple[int, int]:
     index, sep, count = text.partition("/")
@@ -91,6 +93,24 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="record shard i of n (default: 0/1 = everything)",
     )
     p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help=(
+            "record the shards as Ray tasks (one GPU each where the cluster has GPUs) and merge "
+            "them into OUT; rerunning resumes. No ADDRESS starts a local Ray instance; 'auto' "
+            "or ray://HOST:PORT joins a cluster (needs the scale extra: pip install -e '.[scale]')"
+        ),
+    )
+    p.add_argument(
+        "--shards",
+        type=int,
+        default=None,
+        help="shards with --ray (default: the cluster's GPUs, else its CPUs)",
+    )
+    p.add_argument(
         "--checkpoint-every",
         type=float,
         default=300.0,
@@ -124,6 +144,10 @@ def _record(args: argparse.Namespace) -> int:
     from neuronbench.subjects.models import SubjectError
     from neuronbench.subjects.recorder import DEFAULT_BOUNDARY_RECORDS, record
 
+    if args.ray is not None:
+        return _record_ray(args)
+    if args.shards is not None:
+        raise UsageError("--shards needs --ray (or record one shard with --shard i/n)")
     try:
         result = record(
             args.subject,
@@ -162,6 +186,35 @@ def _record(args: argparse.Namespace) -> int:
             "timings": result.timings,
         }
     _report(figures, args.json, "recorded")
+    return 0
+
+
+def _record_ray(args: argparse.Namespace) -> int:
+    from neuronbench.subjects._ray import record_on_ray
+    from neuronbench.subjects.recorder import DEFAULT_BOUNDARY_RECORDS
+
+    if args.shard != (0, 1):
+        raise UsageError("--ray records every shard itself: give --shards N, not --shard i/n")
+    ds = record_on_ray(
+        args.subject,
+        args.corpus,
+        args.layers,
+        out=args.out,
+        shards=args.shards,
+        address=None if args.ray == "local" else args.ray,
+        batch_size=args.batch_size,
+        checkpoint_every=args.checkpoint_every,
+        progress=not args.quiet,
+        n_tokens=args.tokens,
+        record_length=args.record_length,
+        top_k=args.top_k,
+        n_random=args.random,
+        n_quantiles=args.quantiles,
+        per_quantile=args.per_quantile,
+        boundary_records=args.boundary_records or DEFAULT_BOUNDARY_RECORDS,
+        seed=args.seed,
+    )
+    _report(_dataset_figures(ds), args.json, "recorded")
     return 0
 
 
