@@ -31,10 +31,18 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 
 def _viewer(args: argparse.Namespace) -> int:
-    from neuronbench.results.viewer import write_viewer
+    from neuronbench.results.viewer import BUNDLE_DIR, write_viewer
 
     page = write_viewer(args.log_dir, args.out, bundle=args.bundle)
-    print(f"wrote {page} (open it in a browser; no server needed)")
+    if not args.bundle:
+        print(f"wrote {page} (open it in a browser; no server needed)")
+        return 0
+    # inspect's bundle loads its logs with fetch(), which browsers refuse from file://
+    print(
+        f"wrote {page} and the inspect bundle in {page.parent / BUNDLE_DIR}; the bundle is blank "
+        f"from file://, so serve the folder: python -m http.server -d {page.parent} 8000, "
+        "then open http://localhost:8000/"
+    )
     return 0
 
 
@@ -87,6 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     v.add_argument(
         "--bundle",
         action="store_true",
-        help="also run `inspect view bundle` into OUT/inspect and link it from the page",
+        help="also run `inspect view bundle` into OUT/inspect and link it from the page "
+        "(the bundle needs a web server: python -m http.server -d OUT)",
     )
     v.set_defaults(func=_viewer)

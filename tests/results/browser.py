@@ -7,6 +7,7 @@ no Selenium, no network port.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import json
@@ -114,14 +115,19 @@ class DevTools:
                 return e
             self.events.append(e)
 
-    def open(self, url: str) -> None:
-        """Open ``url`` in a new page, attach to it, wait for its load event."""
+    def open(self, url: str, size: tuple[int, int] | None = None) -> None:
+        """Open ``url`` in a new page, attach to it, wait for its load event.
+
+        ``size`` (width, height) lays the page out in a window of that size from the start.
+        """
         target = self.send("Target.createTarget", url="about:blank")["targetId"]
         self.session = self.send("Target.attachToTarget", targetId=target, flatten=True)[
             "sessionId"
         ]
         self.send("Runtime.enable")
         self.send("Page.enable")
+        if size is not None:
+            self.set_viewport(*size)
         self.send("Page.navigate", url=url)
         self.wait_for("Page.loadEventFired")
 
@@ -133,6 +139,20 @@ class DevTools:
         if "exceptionDetails" in result:
             raise RuntimeError(f"page exception: {result['exceptionDetails']}")
         return result["result"].get("value")
+
+    def set_viewport(self, width: int, height: int) -> None:
+        """Lay the open page out as in a ``width`` × ``height`` CSS-pixel window (scale 1)."""
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=height,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+
+    def screenshot(self) -> bytes:
+        """PNG of the viewport as laid out now."""
+        return base64.b64decode(self.send("Page.captureScreenshot", format="png")["data"])
 
     def console_errors(self) -> list[str]:
         """Uncaught exceptions and console.error/warn calls seen so far."""

@@ -1,12 +1,14 @@
 """Static neuron viewer: one self-contained HTML page for a directory of logs.
 
 The OpenAI neuron-viewer idea for any explainer: a sortable list of neurons with their
-explanations and scores, and for a chosen neuron its scored records with tokens
-coloured by real activation and by simulated activation, side by side. All data is
-embedded in the page as JSON (``<script type="application/json">``) and rendered by
-plain JS, because browsers block ``fetch`` of local files: the page must open from
-``file://`` with no server. ``template.html``, ``viewer.js`` and ``viewer.css`` beside
-this module are the page; this module only fills them in.
+explanations and scores, and for a chosen neuron its scored records: each token one box,
+its text shaded by the real activation over a bar shaded by the simulated one, so the two
+are compared token by token. All data is embedded in the page as JSON
+(``<script type="application/json">``) and rendered by plain JS, because browsers block
+``fetch`` of local files: the page must open from ``file://`` with no server. (The
+optional ``inspect view bundle`` beside it does fetch its logs, so it needs one.)
+``template.html``, ``viewer.js`` and ``viewer.css`` beside this module are the page; this
+module only fills them in.
 """
 
 from __future__ import annotations

@@ -34,9 +34,11 @@
   function fmt(x, digits) {
     return (x === null || x === undefined) ? "–" : Number(x).toFixed(digits === undefined ? 3 : digits);
   }
+  // The row label names explainer · strategy · simulator: one explainer and strategy
+  // scored by two simulators are two different rows.
   function runLabel(s) {
     var r = runs[s.run];
-    return r.explainer + " · " + r.strategy + (r.control ? " (control)" : "");
+    return r.label + (r.control ? " (control)" : "");
   }
   function sortValue(s, key) {
     if (key === "run") return runLabel(s);
@@ -62,7 +64,8 @@
       link.appendChild(document.createTextNode("Full transcripts: "));
       link.appendChild(el("a", { href: DATA.bundle, id: "inspect-bundle" }, "inspect view bundle"));
       link.appendChild(document.createTextNode(
-        " (serve this folder over HTTP, e.g. python -m http.server, to open it)"));
+        " (blank from file://: serve this page's folder over HTTP, e.g. " +
+        "python -m http.server -d FOLDER, and open http://localhost:8000/)"));
     } else {
       link.appendChild(document.createTextNode(
         "Full transcripts: inspect view --log-dir " + DATA.log_dir +
@@ -102,7 +105,7 @@
       tr.appendChild(el("td", { "class": runs[s.run].control ? "control" : "" }, runLabel(s)));
       tr.appendChild(el("td", { "class": "num" }, s.epoch));
       tr.appendChild(el("td", { "class": "num status-" + s.status }, s.status === "ok" ? fmt(s.score) : s.status));
-      tr.appendChild(el("td", {}, s.explanation));
+      tr.appendChild(el("td", {})).appendChild(el("div", { "class": "clamp", title: s.explanation }, s.explanation));
       tr.addEventListener("click", function () {
         location.hash = "neuron=" + encodeURIComponent(s.neuron) + "&sample=" + s.i;
       });
@@ -132,21 +135,26 @@
     return { neuron: params.neuron || null, sample: isNaN(sample) ? null : sample };
   }
 
-  function tokenRow(label, tokens, values, scale, rgb, unit) {
-    var row = el("div", { "class": "tokens " + label });
-    row.appendChild(el("span", { "class": "which" }, label));
-    var text = el("span", { "class": "text" });
+  var REAL_RGB = "0,170,60", SIM_RGB = "40,110,255";
+  function shade(rgb, v, scale) {
+    var alpha = (v === null || v === undefined || !(scale > 0)) ? 0 : Math.max(0, Math.min(1, v / scale));
+    return "background: rgba(" + rgb + "," + alpha.toFixed(3) + ")";
+  }
+  // One token: its text shaded by the real activation over a bar shaded by the simulated
+  // one, in one box, so the two readings stay aligned however the row wraps.
+  function tokenBox(text, real, realScale, sim, title) {
+    var box = el("span", { "class": "tok", title: title });
+    box.appendChild(el("span", { "class": "real", style: shade(REAL_RGB, real, realScale) }, text));
+    box.appendChild(el("span", { "class": "sim", style: shade(SIM_RGB, sim, 10) }));
+    return box;
+  }
+  function tokenRow(tokens, acts, preds, realMax) {
+    var row = el("div", { "class": "tokens" });
     tokens.forEach(function (tok, j) {
-      var v = values ? values[j] : null;
-      var alpha = (v === null || v === undefined || !(scale > 0)) ? 0 : Math.max(0, Math.min(1, v / scale));
-      var span = el("span", {
-        "class": "tok",
-        title: JSON.stringify(tok) + " " + unit + "=" + (v === null || v === undefined ? "–" : fmt(v, 2)),
-        style: "background: rgba(" + rgb + "," + alpha.toFixed(3) + ")"
-      }, tok.replace(/\n/g, "↵"));
-      text.appendChild(span);
+      var a = acts ? acts[j] : null, p = preds ? preds[j] : null;
+      var title = JSON.stringify(tok) + "  real " + fmt(a, 2) + ", simulated " + fmt(p, 2);
+      row.appendChild(tokenBox(tok.replace(/\n/g, "↵"), a, realMax, p, title));
     });
-    row.appendChild(text);
     return row;
   }
 
@@ -172,34 +180,42 @@
 
     detail.appendChild(el("h3", {}, "Explanations"));
     var table = el("table", { id: "explanations" });
+    var cols = table.appendChild(el("colgroup"));
     var head = el("tr");
-    ["run", "epoch", "explanation", "score", "random-only", "top-only", "status"].forEach(function (h) {
-      head.appendChild(el("th", {}, h));
+    [["run", "c-run"], ["epoch", "c-epoch num"], ["score", "c-score num"], ["random only", "c-part num"],
+     ["top only", "c-part num"]].forEach(function (h) {
+      cols.appendChild(el("col", { "class": h[1].split(" ")[0] }));
+      head.appendChild(el("th", { "class": h[1] }, h[0]));
     });
     table.appendChild(el("thead")).appendChild(head);
-    var body = table.appendChild(el("tbody"));
+    // One tbody per explanation: a row of numbers, then the explanation across the full
+    // width, so a long explanation does not squeeze the columns of a narrow pane.
     mine.forEach(function (s) {
-      var tr = el("tr", { "data-sample": String(s.i) });
-      tr.appendChild(el("td", { "class": runs[s.run].control ? "control" : "" }, runs[s.run].label));
+      var body = table.appendChild(el("tbody", { "data-sample": String(s.i) }));
+      var tr = body.appendChild(el("tr", { "class": "numbers", "data-sample": String(s.i) }));
+      tr.appendChild(el("td", { "class": runs[s.run].control ? "control" : "" }, runLabel(s)));
       tr.appendChild(el("td", { "class": "num" }, s.epoch));
-      tr.appendChild(el("td", {}, s.explanation));
-      tr.appendChild(el("td", { "class": "num" }, fmt(s.score)));
+      tr.appendChild(el("td", { "class": "num status-" + s.status }, s.status === "ok" ? fmt(s.score) : s.status));
       tr.appendChild(el("td", { "class": "num" }, fmt(s.random_only)));
       tr.appendChild(el("td", { "class": "num" }, fmt(s.top_only)));
-      tr.appendChild(el("td", { "class": "status-" + s.status }, s.status + (s.reason ? ": " + s.reason : "")));
-      tr.addEventListener("click", function () {
+      var text = body.appendChild(el("tr", { "class": "text", "data-sample": String(s.i) }))
+        .appendChild(el("td", { "class": "explanation", colspan: "5" }, s.explanation));
+      if (s.status !== "ok") {
+        text.appendChild(el("div", { "class": "reason status-" + s.status }, s.status + (s.reason ? ": " + s.reason : "")));
+      }
+      body.addEventListener("click", function () {
         location.hash = "neuron=" + encodeURIComponent(s.neuron) + "&sample=" + s.i;
       });
-      body.appendChild(tr);
     });
     detail.appendChild(table);
 
     var recs = el("section", { id: "records" });
     recs.appendChild(el("h3", {}, "Records for: " + runs[chosen.run].label + ", epoch " + chosen.epoch));
     recs.appendChild(el("p", { "class": "explanation" }, "“" + chosen.explanation + "” — score " + fmt(chosen.score)));
-    var legend = el("p", { "class": "legend" });
-    legend.appendChild(el("span", { style: "background: rgba(0,170,60,0.6)" }, "real activation (÷ max over these records)"));
-    legend.appendChild(el("span", { style: "background: rgba(40,110,255,0.6)" }, "simulated (0–10 scale)"));
+    var legend = el("div", { "class": "legend" });
+    legend.appendChild(tokenBox("token", 0.6, 1, 6, "example token"));
+    legend.appendChild(el("span", {}, "Each token: text background = real activation (÷ max over " +
+      "these records); bar below = simulated activation (0–10 scale)."));
     recs.appendChild(legend);
     if (!chosen.records.length) {
       recs.appendChild(el("p", { "class": "hint" }, "No records in the log for this explanation (status " + chosen.status + ")."));
@@ -211,8 +227,7 @@
     chosen.records.forEach(function (r, k) {
       var box = el("div", { "class": "record", "data-record": String(k) });
       box.appendChild(el("div", { "class": "meta" }, r.group + " record, corpus position " + r.position));
-      box.appendChild(tokenRow("real", r.tokens, r.activations, realMax, "0,170,60", "act"));
-      box.appendChild(tokenRow("simulated", r.tokens, r.predictions, 10, "40,110,255", "sim"));
+      box.appendChild(tokenRow(r.tokens, r.activations, r.predictions, realMax));
       recs.appendChild(box);
     });
     detail.appendChild(recs);
