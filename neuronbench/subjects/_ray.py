@@ -104,6 +104,10 @@ def record_on_ray(
     if shards is not None and shards < 1:
         raise UsageError(f"--shards must be >= 1, got {shards}")
     ray = import_ray()
+    if address is None:  # a cluster's tasks read their own filesystem: only they can tell
+        from neuronbench._run_checks import _check_corpus
+
+        _check_corpus(corpus)
     out_path = Path(out)
     subj = resolve_subject(subject)  # settings errors here, in one line, before Ray starts
     cfg = make_config(subj, subject, corpus, layers, shard=(0, 1), **_defaults(settings))

@@ -115,8 +115,16 @@ def test_missing_ray_says_how_to_install(
     assert not (tmp_path / "ds").exists()
 
 
-def test_ray_flag_misuse_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_ray_flag_misuse_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = ["--out", str(tmp_path / "ds")]
+    # a missing local corpus fails before Ray starts (a fake Ray: no instance is started)
+    fake = _FakeRay({"CPU": 2.0})
+    monkeypatch.setattr("neuronbench.subjects._ray.import_ray", lambda: fake)
+    typo = [*FLAGS[:2], "--corpus", str(tmp_path / "nope.txt"), *FLAGS[4:]]
+    assert main(["record", *typo, "--ray", *out]) == 2
+    assert "nope.txt' not found" in capsys.readouterr().err and fake.inits == []
     assert main(["record", *FLAGS, "--shards", "2", *out]) == 2
     assert "--shards needs --ray" in capsys.readouterr().err
     assert main(["record", *FLAGS, "--ray", "--shard", "1/2", *out]) == 2
