@@ -55,6 +55,7 @@ _SETTINGS = (
     "seed",
 )
 """Keyword settings of ``record`` that enter the recorder's config."""
+_SHARD = ("shard_index", "shard_count")
 
 
 def import_ray() -> Any:
@@ -222,6 +223,13 @@ def _run_shards(
         except Exception as e:  # wait for the other shards: their work is kept for a rerun
             failures.append((i, e))
             continue
+        diff = cfg.differences(RecorderConfig.from_dict(result["config"]), ignore=_SHARD)
+        if diff:  # e.g. a node whose copy of the weights differs from the driver's
+            failures.append((i, DatasetError(
+                f"shard {i}/{n} ran on {result['device']} with other settings than this "
+                f"machine: {'; '.join(diff)}"
+            )))  # fmt: skip
+            continue
         if result["files"]:
             _store(dirs[i], result["files"])
         finished += 1
@@ -325,6 +333,7 @@ def _record_shard(
     return {
         "n_tokens": state.n_tokens,
         "record_s": state.timings.get("record_s", 0.0),
+        "config": state.config.to_dict(),
         "device": f"{os.uname().nodename}/{device}",
         "files": files,
     }

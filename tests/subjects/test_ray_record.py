@@ -219,7 +219,11 @@ class _FakeRay:
         return refs[:num_returns], refs[num_returns:]
 
     def get(self, ref: Any) -> Any:
-        return ref()
+        return self.tamper(ref())
+
+    @staticmethod
+    def tamper(result: dict[str, Any]) -> dict[str, Any]:
+        return result
 
 
 @pytest.mark.parametrize(
@@ -250,3 +254,22 @@ def test_default_shards_one_per_gpu_else_cpu(
     shards = int(resources.get("GPU", 0) or resources["CPU"])
     assert fake.calls == shards
     assert_same_dataset(ds, single)
+
+
+def test_shard_from_other_weights_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node that loads other weights under the subject's name would merge silently into
+    a mixed dataset; the driver refuses its shard in one line instead."""
+    fake = _FakeRay({"CPU": 2.0})
+
+    def other_weights(result: dict[str, Any]) -> dict[str, Any]:
+        result["config"] = {**result["config"], "revision": "other-weights"}
+        return result
+
+    fake.tamper = other_weights  # type: ignore[method-assign]
+    monkeypatch.setattr("neuronbench.subjects._ray.import_ray", lambda: fake)
+    settings = {k: v for k, v in SETTINGS.items() if k != "progress"}
+    with pytest.raises(DatasetError, match=r"shard 0/2 ran on .* revision: .* != 'other-weights'"):
+        record_on_ray("tiny-llama", "tiny", "0-1", out=tmp_path / "ds", progress=False, **settings)
+    assert not (tmp_path / "ds" / "card.json").exists()
