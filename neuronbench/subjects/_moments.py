@@ -93,6 +93,8 @@ def accumulate(psum: torch.Tensor, sums: torch.Tensor, pending: int = 0) -> int:
     import torch
 
     _, b, n = sums.shape
+    if b == 0:
+        return pending
     if b > _MAX_PENDING:
         raise ValueError(f"accumulate: {b} records at once; at most {_MAX_PENDING}")
     if pending + b > _MAX_PENDING:
@@ -158,8 +160,8 @@ def central_moments(sums: list[int], n_tokens: int) -> tuple[float, float, float
     mean = i1 / (n << -b1)
     # n**k times the k-th central sum, as (coefficient, integer, exponent of 2) terms
     var = _ratio([(n * i2, b2), (-(i1 * i1), 2 * b1)], n * n)
-    if var <= 0:
-        return mean, 0.0 if var == 0 else var, float("nan"), float("nan")
+    if var <= 0:  # constant; below 0 only by the per-record roundings of a near-constant
+        return mean, 0.0, float("nan"), float("nan")
     m3 = _ratio([(n * n * i3, b3), (-3 * n * i1 * i2, b1 + b2), (2 * i1**3, 3 * b1)], n**3)
     m4 = _ratio(
         [
