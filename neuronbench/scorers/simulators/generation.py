@@ -16,6 +16,7 @@ already simulated costs no model call.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from bisect import bisect_right
@@ -190,16 +191,11 @@ class GenerationSimulator:
     """Output budget per record token (a line is the token, a tab, a number and a newline)."""
 
     async def simulate(self, explanation: str, records: Sequence[Sequence[str]]) -> Simulation:
-        import anyio
-
-        results: list[_RecordResult] = [_RecordResult(None, "", "not run")] * len(records)
-
-        async def one(i: int, tokens: Sequence[str]) -> None:
-            results[i] = await self._simulate_record(explanation, tokens)
-
-        async with anyio.create_task_group() as tg:
-            for i, rec in enumerate(records):
-                tg.start_soon(one, i, rec)
+        # gather, not a task group: a failed call (a server's 500 after retries) then
+        # surfaces as itself, not as "unhandled errors in a TaskGroup"
+        results: list[_RecordResult] = list(
+            await asyncio.gather(*(self._simulate_record(explanation, rec) for rec in records))
+        )
         raw_output = "\n".join(f"=== record {i} ===\n{r.raw}" for i, r in enumerate(results))
         details = {
             "values_from_logprobs": sum(r.n_expected for r in results),
