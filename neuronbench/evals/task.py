@@ -71,10 +71,17 @@ DEFAULT_SIMULATOR_MODEL = "neuronbench/smollm2"
 
 @solver
 def require_simulator(kind: str) -> Solver:
-    """Fail before any explainer call when an LLM simulator has no ``simulator`` role model."""
+    """Fail before any explainer call when an LLM simulator has no ``simulator`` role model,
+    or (``logprob``) one that cannot return prompt logprobs."""
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
-        simulator_model(kind)
+        model = simulator_model(kind)
+        if kind == "logprob" and model is not None:
+            from neuronbench.scorers.simulators.logprob import prompt_logprobs_unsupported
+
+            unsupported = prompt_logprobs_unsupported(model)
+            if unsupported is not None:
+                raise RuntimeError(unsupported)
         return state
 
     return solve

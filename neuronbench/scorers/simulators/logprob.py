@@ -85,6 +85,31 @@ LOW_VALUE_MASS = 0.01
 """Median raw probability of the value tokens below which a simulation is flagged
 ``low_value_mass``: under 1% the model mostly predicts ``unknown`` or other text."""
 OPENAI_EXTRA = 'pip install -e ".[openai-reference]"'
+NO_PROMPT_LOGPROBS = frozenset(
+    {
+        "openai",
+        "openai-api",
+        "anthropic",
+        "google",
+        "grok",
+        "mistral",
+        "groq",
+        "bedrock",
+        "azureai",
+        "together",
+        "fireworks",
+        "openrouter",
+        "deepseek",
+        "perplexity",
+        "hf-inference-providers",
+        "vllm",
+        "sglang",
+        "ollama",
+    }
+)
+"""inspect providers that go through a chat endpoint, which has no prompt logprobs (the
+OpenAI-compatible servers behind ``openai-api/``, ``vllm/`` and ``sglang/`` included:
+only their ``/v1/completions`` route takes vLLM's ``prompt_logprobs``)."""
 
 Layout = Literal["all_at_once", "packed"]
 
@@ -368,6 +393,9 @@ class LogprobSimulator:
         self.max_prompt_tokens = max_prompt_tokens
         self.cache = cache
         self._local = _local_api(self.model)
+        unsupported = prompt_logprobs_unsupported(self.model)
+        if unsupported is not None:
+            raise ValueError(unsupported)
 
     def prompts(self, explanation: str, records: Sequence[Sequence[str]]) -> list[BuiltPrompt]:
         """The prompts that simulate ``records``, in order (one per record unless packed)."""
@@ -571,6 +599,29 @@ def vllm_position_logprobs(
             positions.append(lps)
         per_record.append(positions)
     return bool(ten) and ten[0] == "10", per_record
+
+
+def prompt_logprobs_unsupported(model: Model) -> str | None:
+    """Why ``model`` cannot serve the logprob simulator, or None when it may.
+
+    Checked before any call: a chat provider silently drops ``prompt_logprobs``, and
+    guessing another simulator would change what the score means. Providers not known
+    either way (a custom one, ``mockllm``) are tried; one that then returns no prompt
+    logprobs makes each simulation a flagged failure.
+    """
+    from inspect_ai.model._model import ModelName
+
+    if _local_api(model) is not None:
+        return None
+    provider = ModelName(model).api
+    if provider not in NO_PROMPT_LOGPROBS:
+        return None
+    return (
+        f"simulator=logprob needs prompt logprobs, which the simulator model {model} does not "
+        f"return ({provider}/ is a chat API). Use -T simulator=generation with this model, or "
+        "bind a model that returns them: neuronbench/<model> (in-process) or "
+        "vllm-completions/<model> (a vLLM server's /v1/completions)"
+    )
 
 
 def _failed(error: str, details: dict[str, Any]) -> Simulation:
