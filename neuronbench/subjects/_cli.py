@@ -43,7 +43,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default="austen",
         help="austen (embedded), tiny, a .txt/.jsonl path, or hf:NAME[:CONFIG]",
     )
-    p.add_argument("--layers", required=True, help="layers to record: 0,5,10 or 0-29:5 or all")
+    p.add_argument(
+        "--layers",
+        default=None,
+        help="layers to record: 0,5,10 or 0-29:5 or all (an SAE site: its own layer)",
+    )
+    p.add_argument(
+        "--site",
+        default="mlp",
+        help=(
+            "what to record: mlp (MLP neurons), sae:PATH (an SAE saved by sae-lens) or "
+            "sparsify:PATH (an EleutherAI sparsify SAE or transcoder); the SAE's config names "
+            "its hook point (needs the sae extra: pip install -e '.[sae]')"
+        ),
+    )
     p.add_argument(
         "--tokens",
         type=int,
@@ -148,11 +161,13 @@ def _record(args: argparse.Namespace) -> int:
         return _record_ray(args)
     if args.shards is not None:
         raise UsageError("--shards needs --ray (or record one shard with --shard i/n)")
+    if args.layers is None and args.site == "mlp":
+        raise UsageError("--layers is required (e.g. --layers 0,5,10 or --layers all)")
     try:
         result = record(
             args.subject,
             args.corpus,
-            args.layers,
+            args.layers or "all",
             n_tokens=args.tokens,
             record_length=args.record_length,
             top_k=args.top_k,
@@ -166,6 +181,7 @@ def _record(args: argparse.Namespace) -> int:
             out=args.out,
             checkpoint_every=args.checkpoint_every,
             progress=not args.quiet,
+            site=args.site,
         )
     except SubjectError as e:
         return _fail("record", e)
@@ -195,6 +211,10 @@ def _record_ray(args: argparse.Namespace) -> int:
 
     if args.shard != (0, 1):
         raise UsageError("--ray records every shard itself: give --shards N, not --shard i/n")
+    if args.site != "mlp":
+        raise UsageError("--site with --ray is not supported: record --shard i/n and merge")
+    if args.layers is None:
+        raise UsageError("--layers is required (e.g. --layers 0,5,10 or --layers all)")
     ds = record_on_ray(
         args.subject,
         args.corpus,
@@ -244,6 +264,21 @@ def _dataset_figures(ds: Any) -> dict[str, Any]:
         "n_records": card.extra.get("n_records"),
         "tokens_per_s": card.extra.get("tokens_per_s"),
         "timings": card.extra.get("timings", {}),
+        **_latent_figures(card),
+    }
+
+
+def _latent_figures(card: Any) -> dict[str, Any]:
+    """An SAE recording's site and latent counts (nothing for MLP neurons)."""
+    latents = card.extra.get("latents")
+    if not latents:
+        return {}
+    return {
+        "site": card.site,
+        "n_latents": latents["n_latents"] * len(card.layers),
+        "n_dead": latents["n_dead"],
+        "n_few_records": latents["n_few_records"],
+        "min_active_records": latents["min_active_records"],
     }
 
 
@@ -271,6 +306,12 @@ def summary_lines(figures: dict[str, Any], verb: str) -> list[str]:
         + (f" ({phases})" if phases else "")
         + (f", {rate:,.0f} tokens/s" if rate else ""),
     ]
+    if "n_latents" in figures:
+        lines.append(
+            f"site {figures['site']}: {figures['n_latents']:,} latents, {figures['n_dead']:,} "
+            f"dead (never active: not stored), {figures['n_few_records']:,} with fewer than "
+            f"{figures['min_active_records']} activating records (stored, flagged in the card)"
+        )
     if "state" in figures:
         lines += [
             f"shard {figures['shard']} state written to {figures['state']}",

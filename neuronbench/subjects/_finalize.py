@@ -82,7 +82,7 @@ def make_card(state: RecorderState, extra: dict[str, Any] | None = None) -> Data
         record_length=cfg.record_length,
         seed=cfg.seed,
         layers=list(cfg.layers),
-        site="mlp",
+        site=cfg.site,
         code_version=__version__,
         extra={
             "subject_name": cfg.subject_name,
@@ -99,9 +99,51 @@ def make_card(state: RecorderState, extra: dict[str, Any] | None = None) -> Data
             "n_records": state.n_records,
             "batch_size": _batch_size(state),
             "timings": {k: round(v, 3) for k, v in state.timings.items()},
+            **latent_report(state),
             **(extra or {}),
         },
     )
+
+
+def kept_units(state: RecorderState, layer: int) -> list[int]:
+    """The units of ``layer`` that become neuron records. An MLP neuron is kept whatever it
+    did (a never-positive GELU is still a neuron to explain); an SAE latent that never fired
+    has nothing to explain and is reported dead in the card (``latent_report``) instead."""
+    cfg = state.config
+    if cfg.site == "mlp":
+        return list(range(cfg.d_mlp))
+    return state.layers[layer].fire.nonzero().flatten().tolist()
+
+
+def latent_report(state: RecorderState) -> dict[str, Any]:
+    """Card fields of an SAE recording (nothing for MLP neurons): per layer, the dead latents
+    (never active on the recorded tokens; not stored) and the latents with fewer activating
+    records than ``top_k`` (stored, flagged: their top records end in inactive ones, so an
+    explanation and its score rest on few examples)."""
+    cfg = state.config
+    if cfg.site == "mlp":
+        return {}
+    dead: dict[str, list[int]] = {}
+    few: dict[str, dict[str, int]] = {}
+    for layer, ls in state.layers.items():
+        dead[str(layer)] = (ls.fire == 0).nonzero().flatten().tolist()
+        # The top-k holds every activating record first, so its positive entries count
+        # them exactly up to k.
+        n_active = ((ls.top_val > 0) & (ls.top_pos != EMPTY)).sum(dim=0)  # (n,)
+        thin = ((n_active < cfg.top_k) & (ls.fire > 0)).nonzero().flatten().tolist()
+        few[str(layer)] = {str(j): int(n_active[j]) for j in thin}
+    return {
+        "latents": {
+            "site_spec": cfg.site_spec,
+            "revision": cfg.site_revision,
+            "n_latents": cfg.d_mlp,
+            "n_dead": sum(len(v) for v in dead.values()),
+            "n_few_records": sum(len(v) for v in few.values()),
+            "min_active_records": cfg.top_k,
+            "dead": dead,
+            "few_active_records": few,
+        }
+    }
 
 
 def _batch_size(state: RecorderState) -> int | list[int] | None:
@@ -147,7 +189,7 @@ def _layers(
             layer,
             [
                 NeuronRecord(
-                    id=NeuronId(cfg.subject_name, layer, j),
+                    id=NeuronId(cfg.subject_name, layer, j, site=cfg.site),
                     top=recs(top_pos[j], top_act[j]),
                     random=recs(rand_pos[j], rand_act[j]),
                     quantile=[recs(q_pos[j][q], q_act[j][q]) for q in range(cfg.n_quantiles)],
@@ -159,7 +201,7 @@ def _layers(
                     firing_rate=mo.firing_rate[j],
                     n_tokens=state.n_tokens,
                 )
-                for j in range(cfg.d_mlp)
+                for j in kept_units(state, layer)
             ],
         )
 

@@ -104,6 +104,13 @@ class RecorderConfig:
     """Which shard of the corpus this state covers (0-based)."""
     shard_count: int = 1
     """Number of shards the corpus is split into."""
+    site: str = "mlp"
+    """``NeuronId.site`` of the recorded units: ``mlp`` or ``sae:<name>`` (``d_mlp`` is then
+    the SAE's latent count)."""
+    site_spec: str = ""
+    """The SAE as given to ``record`` (``sae:PATH`` / ``sparsify:PATH``); '' for ``mlp``."""
+    site_revision: str = ""
+    """sha256 prefix of the SAE's weights: shards or a resume with another SAE are refused."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -31,6 +31,7 @@ import itertools
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,8 @@ from neuronbench.subjects.models import Subject
 if TYPE_CHECKING:
     import torch
 
+    from neuronbench.subjects.sae import SaeSite
+
 __all__ = [
     "DEFAULT_BOUNDARY_RECORDS",
     "finalize",
@@ -72,19 +75,26 @@ __all__ = [
 
 
 @contextlib.contextmanager
-def _forward(subject: Subject, layers: Sequence[int]) -> Iterator[Callable[..., Any]]:
+def _forward(
+    subject: Subject, layers: Sequence[int], sae: SaeSite | None = None
+) -> Iterator[Callable[..., Any]]:
     """``forward(ids) -> {layer: (batch, seq, n)}``; runs the base model only (no LM head:
-    the recorder needs no logits)."""
+    the recorder needs no logits). With ``sae``, ``n`` is its latents, encoded by its library."""
+    from neuronbench.subjects.sae import capture_latents
     from neuronbench.subjects.sites import capture
 
     base = subject.model.base_model
     device = getattr(subject.model, "device", None)
-    with capture(subject, layers) as cap:
+    with contextlib.ExitStack() as stack:
+        if sae is not None:
+            acts = stack.enter_context(capture_latents(subject, sae))
+        else:
+            acts = stack.enter_context(capture(subject, layers)).activations
 
         def forward(ids: torch.Tensor) -> dict[int, torch.Tensor]:
-            cap.activations.clear()
+            acts.clear()
             base(input_ids=ids.to(device) if device is not None else ids, use_cache=False)
-            return cap.activations
+            return acts
 
         yield forward
 
@@ -99,11 +109,13 @@ def record_state(
     checkpoint_tokens: int | None = None,
     progress: bool = True,
     on_batch: Callable[[RecorderState], None] | None = None,
+    sae: SaeSite | None = None,
 ) -> RecorderState:
     """Stream this shard's records through the subject into a complete state.
 
     Resumes from ``out/.checkpoint`` when present (refusing one written with other
     settings). ``on_batch(state)`` runs after each batch (tests use it to interrupt).
+    ``sae`` (loaded from ``cfg.site_spec``) records its latents instead of MLP neurons.
     """
     import torch
 
@@ -130,7 +142,7 @@ def record_state(
             save_state(state, ckpt)
 
     desc = _desc(cfg)
-    with torch.inference_mode(), _forward(subject, cfg.layers) as forward:
+    with torch.inference_mode(), _forward(subject, cfg.layers, sae) as forward:
         if not state.has_boundaries:
             if progress:
                 say(desc, f"pre-pass: quantile boundaries from {cfg.boundary_records} records")
@@ -257,7 +269,8 @@ def finalize(
         yield from layer_records(state, tokens)
         stamp(card)  # before save_layers writes the card, which it does last
 
-    save_layers(out, card, layers())
+    # stored on each neuron's grid (datasets.compact): ~5x smaller, error <= top / 512
+    save_layers(out, card, layers(), quantize=True)
     return NeuronDataset.lazy(out)
 
 
@@ -281,6 +294,7 @@ def record(
     checkpoint_tokens: int | None = None,
     progress: bool = True,
     on_batch: Callable[[RecorderState], None] | None = None,
+    site: str = "mlp",
 ) -> NeuronDataset | RecorderState:
     """Record ``layers`` of ``subject`` over ``corpus``.
 
@@ -303,9 +317,15 @@ def record(
         checkpoint_every / checkpoint_tokens: checkpoint period in seconds / tokens.
         progress: show a progress bar (tokens/s) when stderr is a terminal.
         on_batch: called with the state after each batch.
+        site: ``mlp`` (MLP neurons), or an SAE's latents: ``sae:PATH`` (sae-lens) or
+            ``sparsify:PATH`` (see ``subjects.sae``); its own config names the layer, so
+            ``layers`` must be ``"all"`` or that layer.
     """
     subj = resolve_subject(subject)
     spec = subject if isinstance(subject, str) else subj.name
+    sae = _load_sae(site, subj, layers)
+    if sae is not None:
+        layers = [sae.hook.layer]
     cfg = make_config(
         subj,
         spec,
@@ -321,6 +341,14 @@ def record(
         seed=seed,
         shard=shard,
     )
+    if sae is not None:
+        cfg = replace(
+            cfg,
+            d_mlp=sae.n_latents,
+            site=sae.site,
+            site_spec=site,
+            site_revision=sae.revision,
+        )
     out_path = Path(out) if out is not None else None
     if cfg.shard_count > 1 and out_path is None:
         raise DatasetError("record: a sharded recording needs `out` for its state")
@@ -337,6 +365,7 @@ def record(
         checkpoint_tokens=checkpoint_tokens,
         progress=progress,
         on_batch=on_batch,
+        sae=sae,
     )
     if final is not None:
         save_state(state, final)
@@ -367,7 +396,8 @@ def _already_recorded(
             recorded = read_card(out).extra.get("recorder")
         except DatasetError:
             return None
-        if recorded == cfg.to_dict():
+        # Compared as configs: fields added since (defaulted) do not force a re-recording.
+        if isinstance(recorded, dict) and not RecorderConfig.from_dict(recorded).differences(cfg):
             return NeuronDataset.load(out)
     return None
 
@@ -387,6 +417,25 @@ def merge(
     if tokenizer is None:
         tokenizer = _tokenizer_for(merged.config)
     return finalize(merged, tokenizer, Path(out) if out is not None else None)
+
+
+def _load_sae(site: str, subject: Subject, layers: str | Sequence[int]) -> SaeSite | None:
+    """The SAE of an ``sae:``/``sparsify:`` site (None for ``mlp``), checked against
+    ``layers``."""
+    from neuronbench.subjects.models import SubjectError
+    from neuronbench.subjects.sae import is_sae_site, load_site
+
+    if site == "mlp":
+        return None
+    if not is_sae_site(site):
+        raise SubjectError(f"site {site!r}: expected mlp, sae:PATH or sparsify:PATH")
+    sae = load_site(site, subject)
+    if layers != "all" and parse_layers(layers, subject.n_layers) != [sae.hook.layer]:
+        raise SubjectError(
+            f"site {site!r} reads layer {sae.hook.layer} ({sae.hook_name}); "
+            f"got layers {layers!r} (omit them)"
+        )
+    return sae
 
 
 def _tokenizer_for(cfg: RecorderConfig) -> Any:
