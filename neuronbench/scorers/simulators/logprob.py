@@ -613,7 +613,10 @@ def prompt_logprobs_unsupported(model: Model) -> str | None:
 
     if _local_api(model) is not None:
         return None
-    provider = ModelName(model).api
+    try:
+        provider = ModelName(model).api
+    except ValueError:  # an unregistered ModelAPI (the planner's token counter, a test double)
+        provider = str(getattr(model, "_plan_name", model)).split("/", 1)[0]
     if provider not in NO_PROMPT_LOGPROBS:
         return None
     return (
