@@ -16,6 +16,7 @@ from typing import NoReturn
 _COMMAND_MODULES = (
     "neuronbench.pipeline_cli",
     "neuronbench.subjects._cli",
+    "neuronbench.subjects._train_sae_cli",
     "neuronbench.datasets._cli",
     "neuronbench.scorers._cli",
     "neuronbench.results._cli",

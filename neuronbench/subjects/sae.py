@@ -32,6 +32,7 @@ import contextlib
 import hashlib
 import json
 import re
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,7 +194,8 @@ def _load_sparsify(spec: str, path: Path, subject: Subject) -> SaeSite:
             )
     _require(spec, cfg_file, weights)
     try:
-        from sparsify import SparseCoder
+        with contextlib.redirect_stdout(sys.stderr):  # it announces Triton on import
+            from sparsify import SparseCoder
     except ImportError:
         raise SubjectError(f"site {spec!r} needs eai-sparsify: {INSTALL_HINT}") from None
     cfg = _read_cfg(spec, cfg_file)
