@@ -80,13 +80,14 @@ def _forward(
 ) -> Iterator[Callable[..., Any]]:
     """``forward(ids) -> {layer: (batch, seq, n)}``; runs the base model only (no LM head:
     the recorder needs no logits). With ``sae``, ``n`` is its latents, encoded by its library."""
-    from neuronbench.subjects.sae import capture_latents
+    from neuronbench.subjects.sae import capture_latents, truncated
     from neuronbench.subjects.sites import capture
 
     base = subject.model.base_model
     device = getattr(subject.model, "device", None)
     with contextlib.ExitStack() as stack:
         if sae is not None:
+            stack.enter_context(truncated(subject, sae.hook.layer))  # no later block needed
             acts = stack.enter_context(capture_latents(subject, sae))
         else:
             acts = stack.enter_context(capture(subject, layers)).activations
@@ -240,7 +241,9 @@ def finalize(
     records at once takes many GB for a whole model) and the returned dataset reads its
     records from ``out`` only when first used (``NeuronDataset.lazy``); its card's
     ``finalize_s`` then includes writing the layer files. Without ``out`` the records are
-    built in memory.
+    built in memory. Saved activations are rounded to each neuron's grid (error at most its
+    top activation / 512, top activation and 0-10 bins exact: ``datasets.compact``), which
+    makes a dataset ~5x smaller; in-memory records keep the recorded float32 values.
     """
     from neuronbench.datasets.storage import save_layers
     from neuronbench.subjects._finalize import fetch_tokens, layer_records, make_card, to_dataset

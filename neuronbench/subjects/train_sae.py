@@ -81,6 +81,8 @@ def train_sae(
             from sparsify import SaeConfig, SparseCoder
     except ImportError:
         raise SubjectError("train-sae needs eai-sparsify: pip install -e '.[sae]'") from None
+    from neuronbench.subjects.sae import truncated
+
     _check(subject, settings)
     hookpoint = f"{'layers' if subject.arch == 'llama' else 'h'}.{settings.layer}"
     desc = f"train-sae {subject.name} {hookpoint}"
@@ -185,6 +187,8 @@ def _fit(
     from datasets import Dataset
     from sparsify import TrainConfig, Trainer
 
+    from neuronbench.subjects.sae import truncated
+
     data = Dataset.from_dict({"input_ids": train.tolist()}).with_format("torch")
     scratch = out / ".train"
     cfg = TrainConfig(
@@ -213,29 +217,6 @@ def _fit(
         shutil.rmtree(target)
     (scratch / "run" / hookpoint).rename(target)
     shutil.rmtree(scratch)
-
-
-@contextlib.contextmanager
-def truncated(subject: Subject, layer: int) -> Iterator[None]:
-    """The subject's model cut after block ``layer``, its LM head an identity, inside the
-    block: the trainer runs the whole model per batch, but block ``layer``'s output depends
-    on the blocks up to it only. On SmolLM2 layer 12 that skips 17 of 30 blocks and the
-    49,152-way head, most of a step's time."""
-    from torch import nn
-
-    model = subject.model
-    base = model.model if subject.arch == "llama" else model.transformer
-    attr = "layers" if subject.arch == "llama" else "h"
-    blocks, head, n = getattr(base, attr), model.lm_head, model.config.num_hidden_layers
-    try:
-        setattr(base, attr, nn.ModuleList(list(blocks)[: layer + 1]))
-        model.lm_head = nn.Identity()
-        model.config.num_hidden_layers = layer + 1
-        yield
-    finally:
-        setattr(base, attr, blocks)
-        model.lm_head = head
-        model.config.num_hidden_layers = n
 
 
 @contextlib.contextmanager

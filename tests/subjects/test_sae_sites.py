@@ -177,6 +177,9 @@ def test_sparsify_latents_equal_library_encode(
     path = sparsify_coder(tmp_path, hookpoint, transcode=transcode)
     ds = record(tiny_llama, "tiny", site=f"sparsify:{path}", **SETTINGS)
     assert isinstance(ds, NeuronDataset)
+    # recording ran the model cut after block 1 and restored it
+    assert len(tiny_llama.model.model.layers) == tiny_llama.model.config.num_hidden_layers == 3
+    assert isinstance(tiny_llama.model.lm_head, torch.nn.Linear)
     positions, ids = corpus(tiny_llama)
     latents = direct_latents(path, "sparsify", hooked(tiny_llama, ids, where))
     check_against_brute_force(ds, positions, latents, "sae:run", layer=1)
