@@ -1,4 +1,4 @@
-"""``neuronbench show | export-openai | import-openai``: look at and convert neuron datasets.
+"""``neuronbench show | export-openai | import-openai | migrate``: look at and convert neuron datasets.
 
 ``show`` prints a neuron's records in the terminal with each token's background shaded by
 its activation (relative to the neuron's max), so a user can eyeball what a neuron does
@@ -62,6 +62,20 @@ def register(sub: Any) -> None:
     p.add_argument("--site", default="mlp")
     p.add_argument("--kurtosis", choices=("plain", "excess"), default=None)
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser(
+        "migrate",
+        help="convert a dataset to the current storage format (corpus once, compact activations)",
+    )
+    p.add_argument("old", type=Path, help="dataset directory (any storage format)")
+    p.add_argument("new", type=Path, help="new, empty output directory")
+    p.add_argument(
+        "--exact",
+        action="store_true",
+        help="keep every activation bit for bit (float64 unless already on the grid) instead of "
+        "rounding to the grid the recorder stores (error <= top activation / 512)",
+    )
+    p.set_defaults(func=cmd_migrate)
 
 
 # ---------------------------------------------------------------------------- show
@@ -232,5 +246,24 @@ def cmd_import(args: argparse.Namespace) -> int:
         kurtosis=args.kurtosis,
         progress=True,
     )
-    print(f"imported {len(ds)} neurons (layers {ds.layers}) into {args.out}")
+    n = len(NeuronDataset.ids(args.out))  # ds is lazy: counting must not load every record
+    print(f"imported {n} neurons (layers {ds.card.layers}) into {args.out}")
+    return 0
+
+
+def _bytes(root: Path) -> int:
+    return sum(f.stat().st_size for f in root.rglob("*.parquet"))
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from neuronbench.datasets.storage import migrate, storage_format
+
+    say("migrate", f"reading {args.old} (storage format {storage_format(args.old)})")
+    out = migrate(args.old, args.new, quantize=not args.exact)
+    n = len(NeuronDataset.ids(out))
+    before, after = _bytes(args.old), _bytes(out)
+    print(
+        f"migrated {n} neurons to {out}: {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB "
+        f"({before / max(n, 1):,.0f} -> {after / max(n, 1):,.0f} bytes per neuron)"
+    )
     return 0

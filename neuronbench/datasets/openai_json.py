@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +35,7 @@ from neuronbench._atomic import write_json, write_text
 from neuronbench._progress import Progress, say, si
 from neuronbench.datasets.errors import DatasetError
 from neuronbench.datasets.schema import ActivationRecord, DatasetCard, NeuronId, NeuronRecord
-from neuronbench.datasets.storage import NeuronDataset
+from neuronbench.datasets.storage import NeuronDataset, save_layers
 
 KurtosisConvention = Literal["plain", "excess"]
 OPENAI_KURTOSIS: KurtosisConvention = "plain"
@@ -418,44 +419,76 @@ def import_openai(
     except (KeyError, TypeError, AttributeError) as e:
         raise DatasetError(f"{root / SIDECAR}: malformed dataset card ({e!r})") from None
     default_subject = subject or (card.subject if card else "openai")
-    neurons: dict[NeuronId, NeuronRecord] = {}
-    with Progress("import-openai", len(files), unit="neurons", enabled=progress) as bar:
-        for (layer, index), f in sorted(files.items()):
-            n = neuron_from_openai(
-                _read_json(f),
-                subject=default_subject,
-                site=site,
-                source=str(f),
-                kurtosis=convention,
+    lengths = [0]
+
+    def read(layer: int, index: int, f: Path) -> NeuronRecord:
+        n = neuron_from_openai(
+            _read_json(f),
+            subject=default_subject,
+            site=site,
+            source=str(f),
+            kurtosis=convention,
+        )
+        if (n.id.layer, n.id.index) != (layer, index):
+            raise DatasetError(
+                f"{f}: file is named for neuron {layer}/{index} but holds neuron {n.id.layer}/{n.id.index}"
             )
-            if (n.id.layer, n.id.index) != (layer, index):
-                raise DatasetError(
-                    f"{f}: file is named for neuron {layer}/{index} but holds neuron {n.id.layer}/{n.id.index}"
-                )
-            if (entry := entries.get(f"{layer}/{index}")) is not None:
-                n = _apply_sidecar(n, entry, subject, f"{root / SIDECAR}: neuron {layer}/{index}")
-            neurons[n.id] = n
-            bar.update()
+        # popped: a whole model's sidecar entries are ~10^6 Python objects
+        if (entry := entries.pop(f"{layer}/{index}", None)) is not None:
+            n = _apply_sidecar(n, entry, subject, f"{root / SIDECAR}: neuron {layer}/{index}")
+        lengths[0] = max([lengths[0], *(len(r.tokens) for r in n.top)])
+        return n
+
     if card is not None:
         if subject is not None:
             card.subject = subject
     else:
-        lengths = [len(r.tokens) for n in neurons.values() for r in n.top]
         card = DatasetCard(
             subject=str(subject),
             site=site,
-            record_length=max(lengths, default=64),
             extra={
                 "source": "openai-neuron-explainer",
                 "imported_from": str(root),
                 "openai_kurtosis": convention,
             },
         )
-    card.layers = sorted({n.layer for n in neurons})
     card.content_hash, card.file_hashes = "", {}
-    ds = NeuronDataset(card=card, neurons=neurons)
-    if out_dataset_dir is not None:
+    imported_card = card
+    bar = Progress("import-openai", len(files), unit="neurons", enabled=progress)
+
+    def fill_card(layers: list[int]) -> None:
+        imported_card.layers = layers
+        if side:
+            return
+        imported_card.record_length = lengths[0] or 64
+
+    if out_dataset_dir is None:
+        with bar:
+            neurons: dict[NeuronId, NeuronRecord] = {}
+            for (layer, index), f in sorted(files.items()):
+                n = read(layer, index, f)
+                neurons[n.id] = n
+                bar.update()
+        fill_card(sorted({n.layer for n in neurons}))
+        return NeuronDataset(card=card, neurons=neurons)
+
+    def layer_neurons(layer: int, keys: list[tuple[int, int]]) -> Iterator[NeuronRecord]:
+        for key in keys:
+            yield read(layer, key[1], files[key])
+            bar.update()
+
+    def layers() -> Iterator[tuple[int, Iterator[NeuronRecord]]]:
+        by_layer: dict[int, list[tuple[int, int]]] = {}
+        for key in sorted(files):
+            by_layer.setdefault(key[0], []).append(key)
+        for layer, keys in by_layer.items():
+            yield layer, layer_neurons(layer, keys)
+        fill_card(sorted(by_layer))  # before save_layers writes the card, which it does last
         if progress:
-            say("import-openai", f"writing {len(neurons):,} neurons to {out_dataset_dir}")
-        ds.save(out_dataset_dir)
-    return ds
+            say("import-openai", f"wrote {len(files):,} neurons to {out_dataset_dir}")
+
+    # neurons stream from the JSON files to the layer files in row groups: importing a
+    # whole model's export holds one row group of records, not every record (~GBs)
+    with bar:
+        save_layers(out_dataset_dir, card, layers())
+    return NeuronDataset.lazy(out_dataset_dir)

@@ -1,16 +1,19 @@
-"""Neuron datasets on disk: one parquet file per layer plus a dataset card.
+"""Neuron datasets on disk: one parquet file per layer, the corpus records, and a card.
 
-Layout of a dataset directory::
+Layout of a dataset directory (storage format 2, see ``_format2``)::
 
     DIR/card.json                 DatasetCard (provenance + content hash)
     DIR/README.md                 the same card for humans / the HF hub (YAML config header)
-    DIR/data/layer-007.parquet    one row per neuron of layer 7
+    DIR/corpus.parquet            each record any neuron shows, once: position and tokens
+    DIR/data/layer-007.parquet    one row per neuron of layer 7: record ids + activation codes
 
 One file per layer keeps loading a few layers cheap and lets the recorder write layer
-by layer. The parquet rows are plain nested lists/structs, so HF ``datasets`` reads the
-directory directly: ``datasets.load_dataset("parquet", data_dir=f"{DIR}/data")``.
-Every file is written atomically; the card, which carries the content hash, is written
-last, so a directory without a card is an interrupted write and refuses to load.
+by layer. HF ``datasets`` reads both tables directly
+(``datasets.load_dataset("parquet", data_dir=f"{DIR}/data")``, ``data_files=f"{DIR}/corpus.parquet"``).
+Format-1 datasets (every record's tokens and float64 activations inline, no corpus file)
+still load; ``neuronbench migrate`` converts them. Every file is written atomically; the
+card, which carries the content hash, is written last, so a directory without a card is an
+interrupted write and refuses to load.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from typing import Any
 
 from neuronbench._atomic import atomic_path, write_json, write_text
 from neuronbench._version import __version__
+from neuronbench.datasets import _format2
+from neuronbench.datasets._format2 import CORPUS
+from neuronbench.datasets.compact import GRID_BITS
 from neuronbench.datasets.errors import DatasetError
 from neuronbench.datasets.schema import DatasetCard, NeuronId, NeuronRecord
 
@@ -36,7 +42,7 @@ def _layer_file(root: Path, layer: int) -> Path:
 
 
 def _schema() -> Any:
-    """The parquet schema of one neuron row, fixed so every layer file has the same one.
+    """The format-1 parquet schema of one neuron row (what ``neuronbench migrate`` reads).
 
     Inferring it per file breaks readers that take the schema from the first file (HF
     ``datasets``, ``pq.read_table(dir)``): a layer whose neurons have no quantile samples
@@ -83,18 +89,27 @@ def _neuron(row: dict[str, Any]) -> NeuronRecord:
     return NeuronRecord.from_dict({"id": ident, **row})
 
 
+def _data_files(root: Path) -> list[Path]:
+    """Layer files in name order, then the corpus (format 2 only), as the hashes cover them."""
+    files = sorted((root / DATA).glob("layer-*.parquet"))
+    return files + [root / CORPUS] if (root / CORPUS).exists() else files
+
+
+def _data_path(root: Path, name: str) -> Path:
+    return root / name if name == CORPUS else root / DATA / name
+
+
 def file_hashes(root: Path) -> dict[str, str]:
     """sha256 of each parquet file of the dataset, by file name."""
-    return {
-        f.name: hashlib.sha256(f.read_bytes()).hexdigest()
-        for f in sorted((root / DATA).glob("layer-*.parquet"))
-    }
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in _data_files(root)}
 
 
 def content_hash(root: Path) -> str:
-    """sha256 over the dataset's parquet files (names and bytes), in a fixed order."""
+    """sha256 over the dataset's parquet files (names and bytes), in a fixed order.
+
+    A format-1 dataset has no corpus file, so its hash is what format 1 computed."""
     h = hashlib.sha256()
-    for f in sorted((root / DATA).glob("layer-*.parquet")):
+    for f in _data_files(root):
         h.update(f.name.encode())
         h.update(f.read_bytes())
     return h.hexdigest()
@@ -102,10 +117,11 @@ def content_hash(root: Path) -> str:
 
 def _hash_mismatch(root: Path, card: DatasetCard, actual: str) -> DatasetError:
     """Name the files that differ from the card, so the user knows which one to re-create."""
-    data = root / DATA
     now = file_hashes(root)
     then = card.file_hashes
-    changed = [data / n for n in sorted(set(now) | set(then)) if now.get(n) != then.get(n)]
+    changed = [
+        _data_path(root, n) for n in sorted(set(now) | set(then)) if now.get(n) != then.get(n)
+    ]
     detail = ", ".join(
         f"{f} ({'missing' if f.name not in now else 'unexpected' if f.name not in then else 'changed'})"
         for f in changed
@@ -198,9 +214,18 @@ class NeuronDataset:
         else:
             wanted = card.layers if layers is None else list(layers)
         ds = cls(card=card, path=root)
+        corpus: dict[int, tuple[int, list[str]]] = {}
         for layer in wanted:
             f = _existing_layer_file(root, card, layer)
             only = None if wanted_ids is None else sorted(wanted_ids[layer])
+            if _format2.file_format(f) == 2:
+                table = _read_table(f, only)
+                need = _format2.record_ids(table) - corpus.keys()
+                if need:  # corpus rows are shared by layers: read each once
+                    corpus.update(_format2.read_corpus(root, need))
+                for rec in _format2.neurons(table, corpus, f):
+                    ds.neurons[rec.id] = rec
+                continue
             for row in _read_rows(f, only):
                 try:
                     rec = _neuron(row)
@@ -226,17 +251,25 @@ class NeuronDataset:
 
 
 def save_layers(
-    root: str | Path, card: DatasetCard, layers: Iterable[tuple[int, list[NeuronRecord]]]
+    root: str | Path,
+    card: DatasetCard,
+    layers: Iterable[tuple[int, Iterable[NeuronRecord]]],
+    *,
+    quantize: bool = False,
 ) -> Path:
     """Write a dataset one layer at a time from ``layers`` (layer, its records in file order).
 
-    Only one layer's rows are held at once, so a recording of every layer of a model fits
-    in memory. The old card is deleted first and the new one written last (after every
-    layer file and the content hash), so an interrupted write leaves no loadable dataset;
-    layer files from an earlier dataset in ``root`` that ``layers`` did not write are
-    removed. Fills in ``card.layers``, ``code_version`` and the hashes; returns the directory.
+    Records are consumed and written ``ROW_GROUP`` neurons at a time, so a caller that
+    yields them lazily (``import-openai``) holds one row group, and one holding a layer
+    (the recorder) holds that layer: a recording of every layer of a model fits in memory.
+    ``quantize`` rounds activations to each neuron's grid (``compact.quantize``: ~0.1% of
+    its top activation, top activation and 0-10 bins exact), as the recorder does; without
+    it storage is lossless. The old card is deleted first and the new one written last
+    (after every layer file, the corpus and the content hash), so an interrupted write leaves
+    no loadable dataset; files from an earlier dataset in ``root`` that this one does not
+    have are removed. Fills in ``card.layers``, ``code_version`` and the hashes; returns the
+    directory.
     """
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     root = Path(root)
@@ -246,25 +279,82 @@ def save_layers(
         old_card.unlink()  # the dataset is invalid until the new card lands
     written: set[int] = set()
     n_neurons = 0
+    corpus = _format2.CorpusBuilder()
+    options = _format2.writer_options()
     for layer, recs in layers:
         if layer in written:
             raise DatasetError(f"{_layer_file(root, layer)}: layer {layer} given twice")
-        table = pa.Table.from_pylist([_row(r) for r in recs], schema=_schema())
-        with atomic_path(_layer_file(root, layer)) as tmp:
-            pq.write_table(table, tmp, compression="zstd")
+        # the writer closes (exit in reverse order) before atomic_path renames the file
+        with (
+            atomic_path(_layer_file(root, layer)) as tmp,
+            pq.ParquetWriter(tmp, _format2.layer_schema(), **options) as writer,
+        ):
+            chunk: list[dict[str, Any]] = []
+            in_layer = 0
+            for r in recs:
+                chunk.append(_format2.neuron_row(r, corpus, quantize))
+                if len(chunk) == _format2.ROW_GROUP:
+                    writer.write_table(_format2.rows_table(chunk))
+                    in_layer += len(chunk)
+                    chunk = []
+            if chunk or not in_layer:
+                writer.write_table(_format2.rows_table(chunk))
+                in_layer += len(chunk)
+        n_neurons += in_layer
         written.add(layer)
-        n_neurons += len(recs)
-        del table
     for stale in (root / DATA).glob("layer-*.parquet"):
         if int(stale.stem.split("-")[1]) not in written:
             stale.unlink()
+    with atomic_path(root / CORPUS) as tmp:
+        pq.write_table(corpus.table(), tmp, row_group_size=_format2.CORPUS_ROW_GROUP, **options)
     card.layers = sorted(written)
     card.code_version = card.code_version or __version__
+    if quantize:
+        card.extra["activation_grid"] = (
+            f"top activation / {2**GRID_BITS} (rounded to keep 0-10 bins; top exact)"
+        )
     card.content_hash = content_hash(root)
     card.file_hashes = file_hashes(root)
     write_text(root / "README.md", render_card(card, n_neurons))
     write_json(root / CARD, card.to_dict())
     return root
+
+
+def storage_format(root: str | Path) -> int:
+    """1 or 2: the storage format of the dataset at ``root`` (from its first layer file)."""
+    root = Path(root)
+    card = read_card(root)
+    if not card.layers:
+        return 2 if (root / CORPUS).exists() else 1
+    return _format2.file_format(_existing_layer_file(root, card, card.layers[0]))
+
+
+def migrate(old: str | Path, new: str | Path, *, quantize: bool = True) -> Path:
+    """Convert the dataset at ``old`` (either format) to format 2 at ``new``, layer by layer.
+
+    ``quantize`` (default) rounds activations to the grid the recorder now stores, so a
+    migrated recording is what recording it again would write (and as small); without it
+    every value is kept bit for bit (float64 where off the grid). The old dataset's content
+    hash is checked once, first; its card is kept (new hashes, format-2 files).
+    """
+    old, new = Path(old), Path(new)
+    if new.resolve() == old.resolve():
+        raise DatasetError(f"{new}: migrate writes a new directory; give another path than {old}")
+    if (new / CARD).exists() or (new.exists() and any(new.iterdir())):
+        raise DatasetError(f"{new}: not empty; migrate writes into a new or empty directory")
+    card = read_card(old)
+    actual = content_hash(old)
+    if actual != card.content_hash:
+        raise _hash_mismatch(old, card, actual)
+
+    def layers() -> Iterator[tuple[int, list[NeuronRecord]]]:
+        for layer in card.layers:
+            ds = NeuronDataset.load(old, layers=[layer], verify=False)
+            yield layer, list(ds)  # file order: NeuronDataset iterates by id
+
+    out = DatasetCard.from_dict(card.to_dict())
+    out.content_hash, out.file_hashes = "", {}
+    return save_layers(new, out, layers(), quantize=quantize)
 
 
 class _LazyNeurons(dict[NeuronId, NeuronRecord]):
@@ -353,18 +443,25 @@ def _existing_layer_file(root: Path, card: DatasetCard, layer: int) -> Path:
     return f
 
 
-def _read_rows(
-    f: Path, indices: list[int] | None = None, columns: list[str] | None = None
-) -> list[dict[str, Any]]:
-    """Rows of one layer file (only neurons ``indices``, only ``columns``, when given)."""
+def _read_table(f: Path, indices: list[int] | None = None, columns: list[str] | None = None) -> Any:
+    """One layer file as a table (only neurons ``indices``, only ``columns``, when given).
+
+    With ``indices`` pyarrow skips the row groups whose ``index`` statistics exclude them."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     filters = None if indices is None else [("index", "in", indices)]
     try:
-        return pq.read_table(f, columns=columns, filters=filters).to_pylist()
+        return pq.read_table(f, columns=columns, filters=filters)
     except (OSError, pa.ArrowException) as e:
         raise DatasetError(f"{f}: corrupt or truncated parquet file ({e})") from None
+
+
+def _read_rows(
+    f: Path, indices: list[int] | None = None, columns: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Rows of one layer file as Python dicts (format 1, or id columns of either format)."""
+    return _read_table(f, indices, columns).to_pylist()  # type: ignore[no-any-return]
 
 
 def read_card(root: str | Path) -> DatasetCard:
@@ -386,6 +483,8 @@ def render_card(card: DatasetCard, n_neurons: int) -> str:
 configs:
 - config_name: default
   data_files: "data/layer-*.parquet"
+- config_name: corpus
+  data_files: "corpus.parquet"
 tags: [interpretability, neurons, neuronbench]
 ---
 # Neuron activation records: {card.subject}
@@ -403,6 +502,10 @@ layers {card.layers}, over {card.n_tokens:,} tokens of `{card.corpus}` in record
 | seed | {card.seed} |
 | content sha256 | `{card.content_hash}` |
 
-Each row is one neuron: `top` (records sorted by max activation), `random`,
-`quantile` samples with `quantile_boundaries`, and activation moments.
+Storage format 2. `corpus.parquet`: each record shown by some neuron, once (`record` id,
+corpus `position`, `tokens`). `data/layer-*.parquet`: one row per neuron: `records` (corpus
+ids of its `n_top` top records sorted by max activation, `n_random` random records, then
+the quantile samples of `quantile_sizes`), the activations of all their tokens in that order
+as zigzag `codes` z (value = c * scale / {2**GRID_BITS} with c = (z >> 1) ^ -(z & 1)), or as
+float64 `activations` when `scale` is null, `quantile_boundaries` and activation moments.
 """

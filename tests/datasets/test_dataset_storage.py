@@ -14,6 +14,7 @@ import pytest
 from neuronbench.datasets import DatasetCard, DatasetError, NeuronDataset, NeuronId, read_card
 from neuronbench.datasets.storage import content_hash, file_hashes
 from tests.conftest import make_neuron
+from tests.datasets.legacy import save_v1
 
 
 def build(n_layers: int = 2, per_layer: int = 2, **kw: Any) -> NeuronDataset:
@@ -39,7 +40,10 @@ def layer_file(root: Path, layer: int) -> Path:
 
 
 def tamper(root: Path, layer: int, edit: Any, rehash: bool = True) -> Path:
-    """Rewrite one layer file with ``edit(rows)`` applied, bypassing validation; re-sign the card."""
+    """Rewrite one layer file with ``edit(rows)`` applied, bypassing validation; re-sign the card.
+
+    Record-level edits need format 1 (records inline): tests/datasets/test_compact_storage.py
+    has the format-2 counterparts."""
     f = layer_file(root, layer)
     table = pq.read_table(f)
     rows = table.to_pylist()
@@ -89,7 +93,7 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
 def test_bad_records_name_file_neuron_record(
     tmp_path: Path, edit: Any, record: str, problem: str
 ) -> None:
-    root = build().save(tmp_path / "ds")
+    root = save_v1(build(), tmp_path / "ds")
 
     def edit_second(rows: list[dict[str, Any]]) -> None:
         edit(rows[1])  # layer 1, neuron 1
@@ -104,7 +108,7 @@ def test_bad_records_name_file_neuron_record(
 
 
 def test_malformed_row_names_file_and_neuron(tmp_path: Path) -> None:
-    root = build().save(tmp_path / "ds")
+    root = save_v1(build(), tmp_path / "ds")
 
     def drop_tokens(rows: list[dict[str, Any]]) -> None:
         rows[0]["top"][0]["tokens"] = None
@@ -183,7 +187,7 @@ def test_missing_layer_file(tmp_path: Path) -> None:
     assert str(f) in str(e.value)
 
 
-@pytest.mark.parametrize("fail_on", [1, 2])
+@pytest.mark.parametrize("fail_on", [1, 2, 4])
 def test_crash_during_save_never_leaves_a_loadable_half_dataset(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail_on: int
 ) -> None:
@@ -191,7 +195,7 @@ def test_crash_during_save_never_leaves_a_loadable_half_dataset(
     old = build(n_layers=2)
     old.save(root)
     new = build(n_layers=3, mean=42.0)
-    real = pq.write_table
+    real, real_chunk = pq.write_table, pq.ParquetWriter.write_table
     calls = {"n": 0}
 
     def crash_midway(table: pa.Table, where: Any, **kw: Any) -> None:
@@ -202,7 +206,16 @@ def test_crash_during_save_never_leaves_a_loadable_half_dataset(
             raise OSError("simulated crash while writing parquet")
         real(table, where, **kw)
 
+    def crash_in_chunk(writer: pq.ParquetWriter, table: pa.Table, **kw: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == fail_on:
+            real_chunk(writer, table.slice(0, 1), **kw)
+            raise OSError("simulated crash while writing parquet")
+        real_chunk(writer, table, **kw)
+
+    # layer files are written in row-group chunks, the corpus in one call, in that order
     monkeypatch.setattr(pq, "write_table", crash_midway)
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", crash_in_chunk)
     with pytest.raises(OSError, match="simulated crash"):
         new.save(root)
     monkeypatch.undo()
@@ -237,11 +250,20 @@ def test_hf_datasets_reads_saved_dataset(tmp_path: Path, monkeypatch: pytest.Mon
     hf = datasets.load_dataset(
         "parquet", data_dir=str(root / "data"), cache_dir=str(tmp_path / "cache"), split="train"
     )
+    corpus = datasets.load_dataset(
+        "parquet",
+        data_files=str(root / "corpus.parquet"),
+        cache_dir=str(tmp_path / "cache"),
+        split="train",
+    )
     assert hf.num_rows == 4
     rows = sorted(hf, key=lambda r: (r["layer"], r["index"]))
+    by_id = {r["record"]: r for r in corpus}
     first = ds.neurons[NeuronId("test-subject", 0, 0)]
-    assert rows[0]["top"][0]["tokens"] == first.top[0].tokens
-    assert rows[0]["top"][0]["activations"] == pytest.approx(first.top[0].activations)
-    assert rows[0]["top"][0]["position"] == first.top[0].position
-    assert rows[0]["quantile"] == [] and len(rows[3]["quantile"]) == 5
+    top0 = by_id[rows[0]["records"][0]]
+    assert top0["tokens"] == first.top[0].tokens and top0["position"] == first.top[0].position
+    codes = [(z >> 1) ^ -(z & 1) for z in rows[0]["codes"]]  # zigzag
+    values = rows[0]["activations"] or [c * rows[0]["scale"] / 512 for c in codes]
+    assert values[: len(top0["tokens"])] == pytest.approx(first.top[0].activations)
+    assert rows[0]["quantile_sizes"] == [] and len(rows[3]["quantile_sizes"]) == 5
     assert pq.read_table(root / "data").num_rows == 4  # pyarrow's dataset reader too

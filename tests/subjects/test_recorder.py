@@ -135,7 +135,8 @@ class Kill(Exception):
 
 
 def test_resume_after_kill_equals_uninterrupted_run(tiny_gpt2: Subject, tmp_path: Path) -> None:
-    full = record(tiny_gpt2, "tiny", LAYERS, **SETTINGS)
+    # both saved: storage rounds activations to each neuron's grid (datasets.compact)
+    full = record(tiny_gpt2, "tiny", LAYERS, out=tmp_path / "full", **SETTINGS)
     assert isinstance(full, NeuronDataset)
     out = tmp_path / "run"
     seen: list[int] = []
