@@ -26,7 +26,7 @@ from neuronbench.datasets import (
     compact,
 )
 from neuronbench.datasets.normalize import normalize
-from neuronbench.datasets.openai_json import export_openai
+from neuronbench.datasets.openai_json import export_openai, import_openai
 from neuronbench.datasets.storage import (
     content_hash,
     file_hashes,
@@ -168,6 +168,10 @@ def test_quantized_round_trip(tmp_path: Path) -> None:
     }
     assert pq.read_table(again / "data" / "layer-000.parquet").column("scale").null_count == 0
     assert parquet_bytes(again) == parquet_bytes(root)
+    # so does importing its OpenAI export (JSON floats round-trip exactly)
+    imported = import_openai(export_openai(back, tmp_path / "oa"), out_dataset_dir=tmp_path / "im")
+    assert {n.id: n.to_dict() for n in imported} == {n.id: n.to_dict() for n in back}
+    assert parquet_bytes(tmp_path / "im") == parquet_bytes(root)
 
 
 def test_lossless_save_keeps_arbitrary_values_and_the_corpus_once(tmp_path: Path) -> None:
