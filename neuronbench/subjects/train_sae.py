@@ -46,18 +46,20 @@ class TrainSettings:
     """Everything that decides a trained SAE (with the subject and corpus)."""
 
     layer: int
+    """Block whose output (the residual stream after it) the SAE reads."""
     expansion: int = 8
     """Latents per residual dimension (SmolLM2-135M: 576 x 8 = 4,608 latents)."""
     k: int = 32
     """Active latents per token (TopK)."""
-    n_tokens: int = 100_000
-    """Training tokens."""
+    n_tokens: int = 200_000
+    """Training tokens (rounded down to whole batches). SmolLM2 layer 12: 13 min on one
+    busy core, held-out FVU 0.16, 26% of latents dead on 16k held-out tokens."""
     eval_tokens: int = 16_384
     """Held-out tokens (the corpus records after the training ones) for FVU and dead latents."""
     context: int = 256
     """Tokens per training sequence."""
-    batch_size: int = 8
-    """Sequences per optimizer step."""
+    batch_size: int = 4
+    """Sequences per optimizer step (small: a short run needs steps more than big batches)."""
     seed: int = 0
     """Seeds the corpus order and the SAE's initialisation."""
     random: bool = False
@@ -153,7 +155,9 @@ def _sequences(
 
     from neuronbench.subjects.corpus import iter_records
 
-    n_train, n_eval = s.n_tokens // s.context, s.eval_tokens // s.context
+    # whole batches only: sparsify sizes its schedule (and bar) by len // batch_size
+    n_train = s.n_tokens // s.context // s.batch_size * s.batch_size
+    n_eval = s.eval_tokens // s.context
     recs = iter_records(
         subject.tokenizer,
         corpus,

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(
     reason="eai-sparsify not installed (pip install -e '.[sae]')",
 )
 
-ARGS = ["--subject", "tiny-llama", "--corpus", "tiny", "--layer", "0", "--tokens", "1536"]
+ARGS = ["--subject", "tiny-llama", "--corpus", "tiny", "--layer", "0", "--tokens", "1600"]
 ARGS += ["--eval-tokens", "512", "--context", "64", "--batch-size", "4", "--expansion", "4"]
 ARGS += ["--k", "8", "--quiet", "--json"]
 
@@ -66,6 +66,7 @@ def test_train_then_record_trained_and_random(
     again = train(tmp_path, "again", capsys=capsys)
     rand = train(tmp_path, "random", "--random", capsys=capsys)
     assert trained["n_latents"] == 32 * 4 and trained["hookpoint"] == "layers.0"
+    # 1,600 tokens rounded down to whole batches: 6 steps of 4 x 64
     assert trained["n_train_tokens"] == 1536 and trained["n_eval_tokens"] == 512
     # seeded: a second run writes the same weights
     a = (tmp_path / "trained" / "layers.0" / "sae.safetensors").read_bytes()
