@@ -484,11 +484,11 @@ def import_openai(
         for layer, keys in by_layer.items():
             yield layer, layer_neurons(layer, keys)
         fill_card(sorted(by_layer))  # before save_layers writes the card, which it does last
-        if progress:
-            say("import-openai", f"wrote {len(files):,} neurons to {out_dataset_dir}")
 
     # neurons stream from the JSON files to the layer files in row groups: importing a
     # whole model's export holds one row group of records, not every record (~GBs)
+    if progress:
+        say("import-openai", f"writing {len(files):,} neurons to {out_dataset_dir}")
     with bar:
         save_layers(out_dataset_dir, card, layers())
     return NeuronDataset.lazy(out_dataset_dir)
