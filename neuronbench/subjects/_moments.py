@@ -114,10 +114,10 @@ def accumulate(psum: torch.Tensor, sums: torch.Tensor, pending: int = 0) -> int:
     u.sub_(hi, alpha=2.0**64)
     mid = torch.trunc(u * 2.0**-32)
     u.sub_(mid, alpha=2.0**32)
-    pieces = torch.stack([u, mid, hi], dim=1).to(torch.int64)  # (4, 3, B, n)
-    cell = (torch.arange(POWERS)[:, None, None] * LIMBS + lo) * n + torch.arange(n)  # (4, B, n)
-    cell = cell[:, None] + (torch.arange(3) * n)[None, :, None, None]  # (4, 3, B, n)
-    psum.view(-1).index_add_(0, cell.view(-1), pieces.view(-1))
+    pieces = torch.cat([u, mid, hi], dim=1).to(torch.int64)  # (4, 3B, n)
+    # piece i of record b goes to limb lo + i of its (power, neuron): a scatter along the
+    # limb axis (faster than a flat index_add_, and integer addition is order-free)
+    psum.scatter_add_(1, torch.cat([lo, lo + 1, lo + 2], dim=1), pieces)
     return pending + b
 
 

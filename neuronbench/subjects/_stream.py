@@ -61,7 +61,7 @@ def update(state: RecorderState, positions: list[int], acts: dict[int, torch.Ten
         per_token = a.transpose(1, 2)  # (B, n, L), a view
         _Cascade(ls, cfg.seed, layer).run(rec_max, per_token, pos)
         ls.pending = accumulate(ls.psum, record_sums(a), ls.pending)
-        ls.fire += (a > 0).sum(dim=(0, 1))
+        ls.fire += (a > 0).reshape(-1, a.shape[2]).sum(dim=0, dtype=torch.int32)  # 1.5x int64
     state.n_tokens += len(positions) * cfg.record_length
     state.n_records += len(positions)
 
@@ -162,7 +162,11 @@ class _Cascade:
         ls.top_val[slot, idx] = new_val
         ls.top_pos[slot, idx] = new_pos
         ls.top_act[slot, idx] = new_act
-        wval[idx], wpos[idx], wslot[idx] = _worst_top(ls.top_val[:, idx], ls.top_pos[:, idx])
+        rest = _next_empty(self.top, ls.top_pos, slot, idx, ~out, float("-inf"))
+        if rest is not None:
+            wval[rest], wpos[rest], wslot[rest] = _worst_top(
+                ls.top_val[:, rest], ls.top_pos[:, rest]
+            )
         if not bool(out.all()):
             cand.drop(sel[~out])  # it took an empty slot: nothing to pass down
 
@@ -187,7 +191,11 @@ class _Cascade:
         ls.rand_key[slot, idx] = new_key
         ls.rand_pos[slot, idx] = new_pos
         ls.rand_act[slot, idx] = new_act
-        wkey[idx], wpos[idx], wslot[idx] = _worst_by_key(ls.rand_key[:, idx], ls.rand_pos[:, idx])
+        rest = _next_empty(self.rand, ls.rand_pos, slot, idx, ~out, EMPTY)
+        if rest is not None:
+            wkey[rest], wpos[rest], wslot[rest] = _worst_by_key(
+                ls.rand_key[:, rest], ls.rand_pos[:, rest]
+            )
         if not bool(out.all()):
             cand.drop(sel[~out])
 
@@ -204,12 +212,22 @@ class _Cascade:
             return
         idx, qi = cols[sel], q[sel]
         slot = wslot[qi, idx]
+        was_empty = ls.q_pos[qi, slot, idx] == EMPTY
         ls.q_key[qi, slot, idx] = key[sel]
         ls.q_pos[qi, slot, idx] = cand.pos[sel]
         ls.q_act[qi, slot, idx] = cand.acts[sel]  # (w, L)
-        # (w, p): the kept samples of each touched (bin, neuron)
-        k2, p2, s2 = _worst_by_key(ls.q_key[qi, :, idx], ls.q_pos[qi, :, idx], dim=1)
-        wkey[qi, idx], wpos[qi, idx], wslot[qi, idx] = k2, p2, s2
+        # Filling: the next empty slot is the new worst (see _next_empty).
+        per = ls.q_pos.shape[1]
+        nxt = (slot + 1).clamp_(max=per - 1)
+        fast = was_empty & (slot + 1 < per) & (ls.q_pos[qi, nxt, idx] == EMPTY)
+        if bool(fast.any()):
+            fq, fi = qi[fast], idx[fast]
+            wkey[fq, fi], wpos[fq, fi], wslot[fq, fi] = EMPTY, EMPTY, nxt[fast]
+            qi, idx = qi[~fast], idx[~fast]
+        if idx.numel():
+            # (w, p): the kept samples of each touched (bin, neuron)
+            k2, p2, s2 = _worst_by_key(ls.q_key[qi, :, idx], ls.q_pos[qi, :, idx], dim=1)
+            wkey[qi, idx], wpos[qi, idx], wslot[qi, idx] = k2, p2, s2
 
 
 class _Candidate:
@@ -247,6 +265,31 @@ class _Candidate:
         self.cols, self.pos, self.val = self.cols[keep], self.pos[keep], self.val[keep]
         self.acts, self.moved = self.acts[keep], self.moved[keep]
         self.keys = {salt: k[keep] for salt, k in self.keys.items()}
+
+
+def _next_empty(
+    worst: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    poss: torch.Tensor,
+    slot: torch.Tensor,
+    idx: torch.Tensor,
+    was_empty: torch.Tensor,
+    empty_value: float | int,
+) -> torch.Tensor | None:
+    """While a stage fills, skip rescanning its k slots: empty slots are the worst and tie,
+    so the worst is the lowest-index empty slot, and once record ``slot`` of neuron ``idx``
+    filled it (every lower slot is full), the next one is ``slot + 1`` if that is empty:
+    exactly what the full scan (``_worst_top`` / ``_worst_by_key``) would return. Sets the
+    worst of those neurons; returns the neurons that still need the scan (None if none)."""
+    k = poss.shape[0]
+    nxt = (slot + 1).clamp_(max=k - 1)
+    fast = was_empty & (slot + 1 < k) & (poss[nxt, idx] == EMPTY)
+    if not bool(fast.any()):
+        return idx
+    wval, wpos, wslot = worst
+    f = idx[fast]
+    wval[f], wpos[f], wslot[f] = empty_value, EMPTY, nxt[fast]
+    rest = idx[~fast]
+    return rest if rest.numel() else None
 
 
 def _worst_top(
