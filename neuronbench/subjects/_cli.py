@@ -152,10 +152,30 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     m.set_defaults(func=_merge)
 
 
+def _record_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The recording settings plain ``record`` and ``record --ray`` share, from the flags:
+    one place, so a shard recorded by Ray is configured exactly as a local one."""
+    from neuronbench.subjects.recorder import DEFAULT_BOUNDARY_RECORDS
+
+    return {
+        "n_tokens": args.tokens,
+        "record_length": args.record_length,
+        "top_k": args.top_k,
+        "n_random": args.random,
+        "n_quantiles": args.quantiles,
+        "per_quantile": args.per_quantile,
+        "boundary_records": args.boundary_records or DEFAULT_BOUNDARY_RECORDS,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "checkpoint_every": args.checkpoint_every,
+        "progress": not args.quiet,
+    }
+
+
 def _record(args: argparse.Namespace) -> int:
     from neuronbench.datasets import NeuronDataset
     from neuronbench.subjects.models import SubjectError
-    from neuronbench.subjects.recorder import DEFAULT_BOUNDARY_RECORDS, record
+    from neuronbench.subjects.recorder import record
 
     if args.ray is not None:
         return _record_ray(args)
@@ -168,20 +188,10 @@ def _record(args: argparse.Namespace) -> int:
             args.subject,
             args.corpus,
             args.layers or "all",
-            n_tokens=args.tokens,
-            record_length=args.record_length,
-            top_k=args.top_k,
-            n_random=args.random,
-            n_quantiles=args.quantiles,
-            per_quantile=args.per_quantile,
-            boundary_records=args.boundary_records or DEFAULT_BOUNDARY_RECORDS,
-            batch_size=args.batch_size,
-            seed=args.seed,
             shard=args.shard,
             out=args.out,
-            checkpoint_every=args.checkpoint_every,
-            progress=not args.quiet,
             site=args.site,
+            **_record_settings(args),
         )
     except SubjectError as e:
         return _fail("record", e)
@@ -207,7 +217,6 @@ def _record(args: argparse.Namespace) -> int:
 
 def _record_ray(args: argparse.Namespace) -> int:
     from neuronbench.subjects._ray import record_on_ray
-    from neuronbench.subjects.recorder import DEFAULT_BOUNDARY_RECORDS
 
     if args.shard != (0, 1):
         raise UsageError("--ray records every shard itself: give --shards N, not --shard i/n")
@@ -222,17 +231,7 @@ def _record_ray(args: argparse.Namespace) -> int:
         out=args.out,
         shards=args.shards,
         address=None if args.ray == "local" else args.ray,
-        batch_size=args.batch_size,
-        checkpoint_every=args.checkpoint_every,
-        progress=not args.quiet,
-        n_tokens=args.tokens,
-        record_length=args.record_length,
-        top_k=args.top_k,
-        n_random=args.random,
-        n_quantiles=args.quantiles,
-        per_quantile=args.per_quantile,
-        boundary_records=args.boundary_records or DEFAULT_BOUNDARY_RECORDS,
-        seed=args.seed,
+        **_record_settings(args),
     )
     _report(_dataset_figures(ds), args.json, "recorded")
     return 0
