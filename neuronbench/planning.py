@@ -235,12 +235,28 @@ def _hf_counter(name: str, tok: Any, *, local: bool = False) -> TokenCounter:
 
 
 def _tiktoken_counter(model_id: str) -> TokenCounter | None:
+    """tiktoken's encoding for ``model_id`` only if it is already on disk (its cache or a
+    local path): tiktoken downloads a missing encoding, and planning never touches the network."""
     try:
         import tiktoken
-
-        enc = tiktoken.encoding_for_model(model_id)
-    except Exception:  # not installed, unknown model, or its encoding cannot be fetched offline
+        import tiktoken.load
+    except ImportError:
         return None
+
+    def no_download(blobpath: str) -> bytes:
+        if "://" in blobpath:
+            raise OSError(f"{blobpath}: not in tiktoken's cache (planning stays offline)")
+        with open(blobpath, "rb") as f:
+            return f.read()
+
+    fetch = tiktoken.load.read_file
+    tiktoken.load.read_file = no_download  # read_file_cached calls it only on a cache miss
+    try:
+        enc = tiktoken.encoding_for_model(model_id)
+    except Exception:  # unknown model, or its encoding is not cached
+        return None
+    finally:
+        tiktoken.load.read_file = fetch
     return TokenCounter(
         name=f"tiktoken:{enc.name}", encode=lambda t: len(enc.encode(t, disallowed_special=()))
     )

@@ -269,3 +269,27 @@ def test_neurons_alone_plans_planted_neurons_of_the_given_shape(
     assert sim["total"]["input_tokens"] == sim["per_neuron"]["input_tokens"] * 131072
     # self-hosted: no token price, the server's hours at its GPU rate
     assert sim["dollars"] == pytest.approx(sim["hours"] * 10.0)
+
+
+def test_tiktoken_is_used_only_from_its_cache_never_downloaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An uncached encoding falls back to another counter without a network connection."""
+    import socket
+
+    pytest.importorskip("tiktoken")
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))  # empty: nothing cached
+    tried: list[object] = []
+
+    def refuse(self: socket.socket, address: object) -> None:
+        tried.append(address)
+        raise OSError("network used")
+
+    def no_lookup(host: object, *args: object, **kwargs: object) -> list[Any]:
+        tried.append(host)
+        raise OSError("network used")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", no_lookup)
+    assert planning._tiktoken_counter("gpt-4o") is None
+    assert tried == []
