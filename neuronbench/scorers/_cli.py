@@ -78,7 +78,21 @@ def register(sub: Any) -> None:
         description="Score the true and decoy explanations of every planted neuron and report "
         "how often the truth beats every decoy (and the AUC), per decoy kind and family.",
     )
-    v.add_argument("dataset", help="planted dataset directory (neuronbench plant)")
+    v.add_argument(
+        "dataset", nargs="?", default=None, help="planted dataset directory (neuronbench plant)"
+    )
+    v.add_argument(
+        "--puzzles",
+        default=None,
+        metavar="FILE",
+        help="instead of a dataset: human-written puzzles (YAML/JSON, e.g. "
+        "tests/data/dev_puzzles.yaml); reports how often each simulator ranks the truth first",
+    )
+    v.add_argument(
+        "--tokenizer",
+        default="smollm2",
+        help="with --puzzles: whose tokenizer splits the sentences (default smollm2)",
+    )
     v.add_argument(
         "--simulator", default="lexical,embedding", help="comma-separated simulator kinds"
     )
@@ -220,6 +234,12 @@ def _split(text: str) -> list[str]:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from neuronbench.errors import UsageError
+
+    if (args.dataset is None) == (args.puzzles is None):
+        raise UsageError("give a planted dataset directory or --puzzles FILE (one of them)")
+    if args.puzzles is not None:
+        return _validate_puzzles(args)
     from neuronbench.datasets import NeuronDataset
     from neuronbench.scorers.agreement import rank_agreement
     from neuronbench.scorers.validity import validate
@@ -274,6 +294,44 @@ def _validate(args: argparse.Namespace) -> int:
         if agreement is not None:
             out["agreement"] = agreement.to_dict()
         print(json.dumps(out))
+    return 0
+
+
+def _validate_puzzles(args: argparse.Namespace) -> int:
+    from neuronbench.errors import UsageError
+    from neuronbench.scorers.validity import validate_puzzles
+
+    if _split(args.scorer) or args.suite_split or args.neurons:
+        raise UsageError("--puzzles scores simulators only (no --scorer, --suite-split, --neurons)")
+    kinds = _split(args.simulator)
+    problem = _simulator_problem(kinds, args.model)
+    if problem is not None:
+        raise UsageError(problem)
+    reports = validate_puzzles(
+        args.puzzles, kinds, load_tokenizer(args.tokenizer), model=args.model, progress=True
+    )
+    fkinds = sorted({k for r in reports for k in r.per_kind})
+    n = reports[0].n_puzzles if reports else 0
+    print(f"puzzles: {args.puzzles} ({n}; tokenizer {args.tokenizer}); truth beats all false:")
+    print(
+        f"{'simulator':10s} {'wins':>7s} {'rate':>5s} {'95% CI':>12s} {'random':>6s} {'auc':>5s}  "
+        + " ".join(f"{k:>10s}" for k in fkinds)
+    )
+    for r in reports:
+        cells = " ".join(f"{r.per_kind.get(k, float('nan')):10.2f}" for k in fkinds)
+        print(
+            f"{r.simulator:10s} {r.wins:3d}/{r.n_puzzles:<3d} {r.win_rate:5.2f} "
+            f"[{r.ci[0]:.2f},{r.ci[1]:.2f}] {r.random_expectation:6.2f} {r.auc:5.2f}  {cells}"
+            + (f"  (unscored {r.n_unscored})" if r.n_unscored else "")
+        )
+    if reports:
+        print("per kind: truth beats every false explanation of that kind, over puzzles with one")
+        print("puzzles where each kind scores highest (ties count for each):")
+        for r in reports:
+            print(f"  {r.simulator:10s} " + ", ".join(f"{k} {v}" for k, v in r.top_kind.items()))
+    if args.json:
+        out = {"puzzles": args.puzzles, "tokenizer": args.tokenizer}
+        print(json.dumps({**out, "simulators": {r.simulator: r.summary() for r in reports}}))
     return 0
 
 

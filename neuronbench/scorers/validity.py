@@ -15,6 +15,11 @@ listed) and a ``paraphrase`` of the truth, which should score about like it
 
 An explanation the scorer cannot score (None) ranks below every scored one; two unscored
 explanations tie. Ties never count as the truth winning.
+
+Human-written puzzles (``neuronbench.groundtruth.puzzles``, ``validate --puzzles``) are
+the check from outside the generated suite: per simulator, how many puzzles' truth scores
+strictly above all its false explanations (beside a random ranking's expectation and a
+bootstrap interval over puzzles), per false kind, and which kind scores highest.
 """
 
 from __future__ import annotations
@@ -77,10 +82,13 @@ def _key(x: float | None) -> float:
     return -np.inf if x is None or not np.isfinite(x) else float(x)
 
 
-def beats(truth: float | None, decoy: float | None) -> float:
-    """1 if the truth scores strictly higher, 0.5 on a tie, else 0 (unscored = lowest)."""
+def beats(truth: float | None, decoy: float | None, tol: float = 0.0) -> float:
+    """1 if the truth scores strictly higher, 0.5 on a tie (within ``tol``), else 0
+    (unscored = lowest)."""
     t, d = _key(truth), _key(decoy)
-    return 1.0 if t > d else 0.5 if t == d else 0.0
+    if t == d or abs(t - d) <= tol:
+        return 0.5
+    return 1.0 if t > d else 0.0
 
 
 def _gap(scores: dict[str, dict[str, float | None]], keys: Sequence[str]) -> float | None:
@@ -282,4 +290,188 @@ def validate(
         with Progress(f"validate {label}", total, unit="neurons", enabled=progress) as bar:
             scores = asyncio.run(score_candidates(fn, ds, planted, texts, bar))
         reports.append(summarize(label, scores, families, splits, decoy_kinds))
+    return reports
+
+
+# ---------------------------------------------------------------- human-written puzzles
+
+
+@dataclass
+class PuzzleReport:
+    """How often one simulator ranks a puzzle's true explanation above all its false ones."""
+
+    simulator: str
+    """Simulator kind."""
+    n_puzzles: int
+    wins: int
+    """Puzzles whose truth scores strictly above every false explanation."""
+    win_rate: float
+    """``wins / n_puzzles``."""
+    random_expectation: float
+    """Expected win rate of a random ranking: mean over puzzles of 1 / (1 + #false)."""
+    ci: tuple[float, float]
+    """95% percentile bootstrap interval of ``win_rate`` over puzzles."""
+    per_kind: dict[str, float]
+    """Per false kind, over the puzzles that have one: fraction whose truth beats every
+    false explanation of that kind."""
+    per_kind_n: dict[str, int]
+    """Puzzles with a false explanation of each kind."""
+    auc: float
+    """P(truth > false) over all (puzzle, false explanation) pairs; ties 0.5."""
+    top_kind: dict[str, int]
+    """How many puzzles each candidate kind (``truth`` or a false kind) scored highest in;
+    a tie for the top counts for every kind in it."""
+    n_unscored: int
+    """Explanations the simulator gave no score (constant prediction, failure)."""
+    scores: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    """Puzzle name → candidate (``truth``, ``literal``, ``too_broad_2``...) → score."""
+    kinds: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Puzzle name → false candidate → its kind."""
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready figures and per-puzzle scores."""
+        return {
+            "n_puzzles": self.n_puzzles,
+            "wins": self.wins,
+            "win_rate": self.win_rate,
+            "random_expectation": self.random_expectation,
+            "ci95": list(self.ci),
+            "per_kind": self.per_kind,
+            "per_kind_n": self.per_kind_n,
+            "auc": self.auc,
+            "top_kind": self.top_kind,
+            "n_unscored": self.n_unscored,
+            "scores": self.scores,
+        }
+
+
+def bootstrap_ci(
+    values: Sequence[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (resampled with replacement)."""
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        return (float("nan"), float("nan"))
+    idx = np.random.default_rng(seed).integers(0, x.size, size=(n_boot, x.size))
+    means = x[idx].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    return (float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail)))
+
+
+TIE_TOL = 1e-9
+"""Puzzle scores this close are a tie: two explanations that predict the same tokens get
+correlations that differ only in float rounding (1e-16), which must not decide a win."""
+
+
+def summarize_puzzles(
+    simulator: str,
+    scores: dict[str, dict[str, float | None]],
+    kinds: dict[str, dict[str, str]],
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> PuzzleReport:
+    """Win rates from ``scores[puzzle][candidate]`` and ``kinds[puzzle][false candidate]``."""
+    names = list(scores)
+
+    def won(p: str, c: str) -> bool:
+        return beats(scores[p]["truth"], scores[p][c], TIE_TOL) == 1.0
+
+    wins = [all(won(p, c) for c in kinds[p]) for p in names]
+    all_kinds = sorted({k for p in names for k in kinds[p].values()})
+    per_kind: dict[str, float] = {}
+    per_kind_n: dict[str, int] = {}
+    for kind in all_kinds:
+        having = [p for p in names if kind in kinds[p].values()]
+        per_kind_n[kind] = len(having)
+        per_kind[kind] = float(
+            np.mean([all(won(p, c) for c, k in kinds[p].items() if k == kind) for p in having])
+        )
+    pairs = [beats(scores[p]["truth"], scores[p][c], TIE_TOL) for p in names for c in kinds[p]]
+    top_kind: dict[str, int] = {}
+    for p in names:
+        best = max(_key(v) for v in scores[p].values())
+        top = {c for c, v in scores[p].items() if beats(v, best, TIE_TOL) == 0.5}
+        for kind in {kinds[p].get(c, c) for c in top}:
+            top_kind[kind] = top_kind.get(kind, 0) + 1
+    n = len(names)
+    return PuzzleReport(
+        simulator=simulator,
+        n_puzzles=n,
+        wins=int(sum(wins)),
+        win_rate=float(np.mean(wins)) if n else float("nan"),
+        random_expectation=float(np.mean([1 / (1 + len(kinds[p])) for p in names]))
+        if n
+        else float("nan"),
+        ci=bootstrap_ci([float(w) for w in wins], n_boot, seed),
+        per_kind=per_kind,
+        per_kind_n=per_kind_n,
+        auc=float(np.mean(pairs)) if pairs else float("nan"),
+        top_kind=dict(sorted(top_kind.items())),
+        n_unscored=sum(v is None for p in names for v in scores[p].values()),
+        scores=scores,
+        kinds=kinds,
+    )
+
+
+async def score_puzzles(
+    simulator: Any,
+    kind: str,
+    puzzles: Sequence[Any],
+    neurons: Sequence[NeuronRecord],
+    bar: Progress | None = None,
+) -> dict[str, dict[str, float | None]]:
+    """Every candidate of every puzzle simulated over all the puzzle's sentences together and
+    correlated, by the code ``neuronbench score --records all`` runs."""
+    import asyncio
+
+    from neuronbench.scorers.score_explanations import ALL_RECORDS, records_for, score_candidate
+
+    out: dict[str, dict[str, float | None]] = {}
+    for puzzle, neuron in zip(puzzles, neurons, strict=True):
+        scoring = records_for(neuron, ALL_RECORDS)
+        cands = puzzle.candidates()
+        rows = await asyncio.gather(
+            *(
+                score_candidate(simulator, kind, neuron.id.key, name, text, scoring)
+                for name, text in cands.items()
+            )
+        )
+        out[puzzle.name] = {r.candidate: r.top_and_random for r in rows}
+        if bar is not None:
+            bar.update()
+    return out
+
+
+def validate_puzzles(
+    path: str,
+    simulators: Sequence[str],
+    tokenizer: Any,
+    *,
+    model: Any = None,
+    progress: bool = False,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> list[PuzzleReport]:
+    """Puzzle validity of each simulator kind on the puzzles file ``path``
+    (``neuronbench.groundtruth.puzzles``), sentences tokenized with ``tokenizer``."""
+    import asyncio
+
+    from neuronbench.groundtruth.puzzles import load_puzzles, puzzle_records
+    from neuronbench.scorers.registry import make_simulator, simulator_needs_model
+
+    puzzles = load_puzzles(path)
+    neurons = puzzle_records(puzzles, tokenizer)
+    kinds = {p.name: p.candidate_kinds() for p in puzzles}
+    if isinstance(model, str):
+        from inspect_ai.model import get_model
+
+        import neuronbench.models.provider  # noqa: F401  (registers neuronbench/<model>)
+
+        model = get_model(model)
+    reports = []
+    for kind in simulators:
+        sim = make_simulator(kind, model if simulator_needs_model(kind) else None)
+        with Progress(f"puzzles {kind}", len(puzzles), unit="puzzles", enabled=progress) as bar:
+            scores = asyncio.run(score_puzzles(sim, kind, puzzles, neurons, bar))
+        reports.append(summarize_puzzles(kind, scores, kinds, n_boot, seed))
     return reports
