@@ -1,8 +1,11 @@
 """SAE latents and transcoder latents as a recording site.
 
 ``--site sae:PATH`` reads an SAE saved by sae-lens (``cfg.json`` + ``sae_weights.safetensors``);
-``--site sparsify:PATH`` an EleutherAI sparsify SAE or transcoder directory (``cfg.json`` +
-``sae.safetensors``). Loading and encoding are the libraries' own (optional extra ``sae``): a
+``--site sae-lens:RELEASE:SAE_ID`` one of sae-lens's pretrained releases (its
+``SAE.from_pretrained``: the Hugging Face cache, else a download; ``HF_HUB_OFFLINE=1`` uses
+the cache only); ``--site sparsify:PATH`` an EleutherAI sparsify SAE or transcoder directory
+(``cfg.json`` + ``sae.safetensors``). A release id has its own prefix so that a path never
+reads as one (``sae:`` and ``sparsify:`` are always local directories). Loading and encoding are the libraries' own (optional extra ``sae``): a
 re-implementation would drift from the checkpoint's semantics (activation, b_dec handling,
 normalisation), and a latent is only what its library says it is.
 
@@ -44,8 +47,16 @@ if TYPE_CHECKING:
     import torch
 
 SaeFormat = Literal["sae-lens", "sparsify"]
-SITE_PREFIXES: dict[str, SaeFormat] = {"sae": "sae-lens", "sparsify": "sparsify"}
+RELEASE_PREFIX = "sae-lens"
+"""``--site sae-lens:RELEASE:SAE_ID``: a sae-lens pretrained release, not a path."""
+SITE_PREFIXES: dict[str, SaeFormat] = {
+    "sae": "sae-lens",
+    "sparsify": "sparsify",
+    RELEASE_PREFIX: "sae-lens",
+}
 """``--site`` prefix -> checkpoint format."""
+SITE_SPELLINGS = "mlp, sae:PATH, sae-lens:RELEASE:SAE_ID or sparsify:PATH"
+"""Every ``--site`` spelling, for help texts and errors."""
 INSTALL_HINT = "pip install -e '.[sae]'"
 
 
@@ -66,10 +77,11 @@ class SaeSite:
     """A loaded SAE (or transcoder) bound to a hook point of one subject."""
 
     spec: str
-    """The ``--site`` value as given (``sae:PATH`` / ``sparsify:PATH``)."""
+    """The ``--site`` value as given (``sae:PATH`` / ``sae-lens:RELEASE:SAE_ID`` /
+    ``sparsify:PATH``)."""
     format: SaeFormat
-    path: Path
-    """The checkpoint directory."""
+    path: Path | None
+    """The checkpoint directory (None for a sae-lens release: the hub cache holds it)."""
     name: str
     """Short name, part of every latent's site (``sae:<name>``)."""
     hook_name: str
@@ -79,10 +91,13 @@ class SaeSite:
     n_latents: int
     transcoder: bool
     revision: str
-    """sha256 prefix of the weights file: a resumed or merged recording uses the same SAE."""
+    """sha256 prefix of the weights (file, or loaded tensors of a release): a resumed or
+    merged recording uses the same SAE."""
     module: Any = field(repr=False)
     """The library's SAE object."""
     _encode: Callable[[torch.Tensor], torch.Tensor] = field(repr=False)
+    release: tuple[str, str] | None = None
+    """``(release, sae_id)`` of a sae-lens pretrained release."""
 
     @property
     def site(self) -> str:
@@ -95,11 +110,17 @@ class SaeSite:
         flat = x.reshape(-1, x.shape[-1])
         return self._encode(flat).to("cpu", dtype=_float32()).reshape(*x.shape[:-1], -1)
 
+    def to(self, device: str) -> SaeSite:
+        """Move the SAE to ``device`` (the subject's); latents still come back on the CPU."""
+        self.module.to(device)
+        return self
+
     def describe(self) -> dict[str, Any]:
         """What a dataset card records about the SAE."""
         return {
             "format": self.format,
-            "path": str(self.path),
+            "path": None if self.path is None else str(self.path),
+            **({"release": self.release[0], "sae_id": self.release[1]} if self.release else {}),
             "name": self.name,
             "hook_name": self.hook_name,
             "module": self.hook.module,
@@ -118,29 +139,110 @@ def is_sae_site(site: str) -> bool:
 
 
 def load_site(spec: str, subject: Subject) -> SaeSite:
-    """Load the SAE named by ``spec`` (``sae:PATH`` or ``sparsify:PATH``) for ``subject``.
+    """Load the SAE named by ``spec`` (``sae:PATH``, ``sae-lens:RELEASE:SAE_ID`` or
+    ``sparsify:PATH``) for ``subject``.
 
-    Errors (missing files, a hook the subject lacks, a width mismatch, the extra not
-    installed) are one ``SubjectError`` line naming the checkpoint.
+    Errors (missing files, a release not cached offline, a hook the subject lacks, a width
+    mismatch, the extra not installed) are one ``SubjectError`` line naming the checkpoint.
     """
     prefix, sep, raw = spec.partition(":")
     if not sep or prefix not in SITE_PREFIXES or not raw:
-        raise SubjectError(f"site {spec!r}: expected mlp, sae:PATH or sparsify:PATH")
-    path = Path(raw).expanduser()
+        raise SubjectError(f"site {spec!r}: expected {SITE_SPELLINGS}")
+    fmt = SITE_PREFIXES[prefix]
+    if prefix == RELEASE_PREFIX:
+        site = _load_sae_lens_release(spec, raw, subject)
+        _check_width(spec, subject, site)
+        return site
+    if fmt == "sparsify" and raw.startswith("builtin:"):  # the offline default's SAEs
+        from neuronbench.subjects.builtin_sae import builtin_dir
+
+        path = builtin_dir(spec, raw)
+    else:
+        path = Path(raw).expanduser()
     if not path.is_dir():
         raise SubjectError(f"site {spec!r}: no directory {path}")
-    fmt = SITE_PREFIXES[prefix]
     if fmt == "sae-lens":
         site = _load_sae_lens(spec, path, subject)
     else:
         site = _load_sparsify(spec, path, subject)
+    _check_width(spec, subject, site)
+    return site
+
+
+def _check_width(spec: str, subject: Subject, site: SaeSite) -> None:
     width = _hook_width(subject, site.hook)
     if width != site.d_in:
         raise SubjectError(
             f"site {spec!r}: the SAE reads {site.d_in}-wide vectors but {site.hook.module} "
             f"({site.hook.read}) of subject {subject.name!r} is {width}-wide (another model?)"
         )
-    return site
+
+
+def _load_sae_lens_release(spec: str, raw: str, subject: Subject) -> SaeSite:
+    """A sae-lens pretrained release by sae-lens's own ``SAE.from_pretrained`` (registry
+    lookup, download or Hugging Face cache, format conversion, norm folding)."""
+    release, _, sae_id = raw.partition(":")
+    if not release or not sae_id:
+        raise SubjectError(
+            f"site {spec!r}: expected sae-lens:RELEASE:SAE_ID "
+            "(e.g. sae-lens:gpt2-small-res-jb:blocks.8.hook_resid_pre)"
+        )
+    try:
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+        from sae_lens import SAE
+        from sae_lens.loading.pretrained_saes_directory import get_repo_id_and_folder_name
+    except ImportError:
+        raise SubjectError(f"site {spec!r} needs sae-lens: {INSTALL_HINT}") from None
+    try:
+        sae = SAE.from_pretrained(release, sae_id, device="cpu")
+    except (LocalEntryNotFoundError, HfHubHTTPError, ConnectionError) as e:  # no download
+        repo_id, folder = get_repo_id_and_folder_name(release, sae_id)
+        raise SubjectError(
+            f"site {spec!r}: sae-lens release {release!r}, SAE id {sae_id!r} "
+            f"({repo_id}/{folder} on the Hugging Face hub) is not cached and cannot be "
+            f"downloaded now ({_hub_reason(e)}); run once with network access "
+            f"(HF_HUB_OFFLINE unset) or fetch it with: hf download {repo_id} "
+            f"--include '{folder}/*'"
+        ) from None
+    except ValueError as e:  # unknown release or id: sae-lens lists the valid ones
+        raise SubjectError(f"site {spec!r}: {_one_line(e)}") from None
+    sae.eval()
+    hook_name = sae.cfg.metadata.hook_name
+    if not isinstance(hook_name, str):
+        raise SubjectError(f"site {spec!r}: sae-lens gives no hook_name for {release}/{sae_id}")
+    hook = _sae_lens_hook(spec, subject, hook_name)
+
+    def encode(x: torch.Tensor) -> torch.Tensor:
+        return sae.encode(x.to(sae.dtype))
+
+    return SaeSite(
+        spec=spec,
+        format="sae-lens",
+        path=None,
+        name=_safe(f"{release}.{sae_id}"),
+        hook_name=hook_name,
+        hook=hook,
+        d_in=int(sae.cfg.d_in),
+        n_latents=int(sae.cfg.d_sae),
+        transcoder="transcoder" in sae.cfg.architecture(),
+        revision=_tensor_digest(sae.state_dict()),
+        module=sae,
+        _encode=encode,
+        release=(release, sae_id),
+    )
+
+
+def _hub_reason(e: BaseException) -> str:
+    from huggingface_hub import constants
+
+    if constants.is_offline_mode():
+        return "HF_HUB_OFFLINE is set"
+    return _one_line(e)
+
+
+def _one_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
 
 
 def _load_sae_lens(spec: str, path: Path, subject: Subject) -> SaeSite:
@@ -404,6 +506,22 @@ def _digest(path: Path) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()[:16]
+
+
+def _tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 prefix of named tensors (a release's weights as loaded: no one file to hash)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(_uint8()).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _uint8() -> Any:
+    import torch
+
+    return torch.uint8
 
 
 def _safe(name: str) -> str:
