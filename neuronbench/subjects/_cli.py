@@ -52,9 +52,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--site",
         default="mlp",
         help=(
-            "what to record: mlp (MLP neurons), sae:PATH (an SAE saved by sae-lens) or "
-            "sparsify:PATH (an EleutherAI sparsify SAE or transcoder); the SAE's config names "
-            "its hook point (needs the sae extra: pip install -e '.[sae]')"
+            "what to record: mlp (MLP neurons); sae:PATH (a directory saved by sae-lens); "
+            "sae-lens:RELEASE:SAE_ID (a sae-lens pretrained release, e.g. "
+            "sae-lens:gpt2-small-res-jb:blocks.8.hook_resid_pre: downloaded once into the "
+            "Hugging Face cache, from the cache only with HF_HUB_OFFLINE=1); or sparsify:PATH "
+            "(an EleutherAI sparsify SAE or transcoder directory). A PATH is always a local "
+            "directory. The SAE's config names its hook point and layer (needs the sae extra: "
+            "pip install -e '.[sae]')"
         ),
     )
     p.add_argument(
@@ -220,17 +224,16 @@ def _record_ray(args: argparse.Namespace) -> int:
 
     if args.shard != (0, 1):
         raise UsageError("--ray records every shard itself: give --shards N, not --shard i/n")
-    if args.site != "mlp":
-        raise UsageError("--site with --ray is not supported: record --shard i/n and merge")
-    if args.layers is None:
+    if args.layers is None and args.site == "mlp":
         raise UsageError("--layers is required (e.g. --layers 0,5,10 or --layers all)")
     ds = record_on_ray(
         args.subject,
         args.corpus,
-        args.layers,
+        args.layers or "all",
         out=args.out,
         shards=args.shards,
         address=None if args.ray == "local" else args.ray,
+        site=args.site,
         **_record_settings(args),
     )
     _report(_dataset_figures(ds), args.json, "recorded")

@@ -16,6 +16,12 @@ filesystem, or the same node).
 The driver loads the subject once, as ``neuronbench merge`` does: to check the settings in
 one line before any task starts and to get the tokenizer for the final dataset. Every node
 needs neuronbench installed (same version) and the subject reachable by the same name.
+
+An SAE site (``sae:PATH``, ``sae-lens:RELEASE:SAE_ID``, ``sparsify:PATH``) is loaded by every
+task as ``record`` loads it, and once by the driver for the settings check; the SAE's weights
+hash is in every shard's config, so a node that finds other weights under the same path is
+refused like one with other model weights. A path must name the same checkpoint on every
+node (a local instance's tasks share the driver's working directory).
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ import os
 import secrets
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from neuronbench._atomic import write_text
 from neuronbench._progress import duration, say, si
@@ -35,7 +42,10 @@ from neuronbench.errors import UsageError
 from neuronbench.subjects._checkpoint import STATE_FILE
 from neuronbench.subjects._settings import make_config, resolve_subject
 from neuronbench.subjects._state import RecorderConfig, RecorderState
-from neuronbench.subjects.models import SubjectError
+from neuronbench.subjects.models import Subject, SubjectError
+
+if TYPE_CHECKING:
+    from neuronbench.subjects.sae import SaeSite
 
 INSTALL_HINT = 'Ray is not installed; install the scale extra: pip install -e ".[scale]"'
 SHARDS_DIR = ".shards"
@@ -83,6 +93,7 @@ def record_on_ray(
     batch_size: int = 8,
     checkpoint_every: float | None = 300.0,
     progress: bool = True,
+    site: str = "mlp",
     **settings: Any,
 ) -> NeuronDataset:
     """Record ``shards`` shards of ``corpus`` as Ray tasks and merge them into ``out``.
@@ -97,6 +108,8 @@ def record_on_ray(
             ``ray://host:port`` connects to a running cluster.
         batch_size / checkpoint_every / progress: as for ``record`` (per task; tasks
             never draw bars, the driver prints one line per finished shard).
+        site: as for ``record``: ``mlp`` or an SAE's latents (``layers`` then ``"all"`` or
+            the SAE's own layer).
         settings: the other keyword settings of ``record`` (``n_tokens``, ``top_k``...).
     """
     unknown = set(settings) - set(_SETTINGS)
@@ -111,9 +124,9 @@ def record_on_ray(
         _check_corpus(corpus)
     out_path = Path(out)
     subj = resolve_subject(subject)  # settings errors here, in one line, before Ray starts
-    cfg = make_config(subj, subject, corpus, layers, shard=(0, 1), **_defaults(settings))
+    cfg, sae = site_config(subj, subject, corpus, layers, site, (0, 1), settings)
     tokenizer = subj.tokenizer
-    del subj
+    del subj, sae
     from neuronbench.subjects.recorder import _already_recorded
 
     done = _already_recorded(out_path, None, cfg)
@@ -128,7 +141,7 @@ def record_on_ray(
         n = shards or gpus or int(resources.get("CPU", 1))
         dirs = [shard_dir(out_path, i, n) for i in range(n)]
         _run_shards(ray, cfg, dirs, gpus, progress, subject, corpus, layers, batch_size,
-                    checkpoint_every, settings)  # fmt: skip
+                    checkpoint_every, {**settings, "site": site})  # fmt: skip
     finally:
         if started:
             ray.shutdown()
@@ -150,6 +163,29 @@ def _defaults(settings: dict[str, Any]) -> dict[str, Any]:
 
     params = inspect.signature(record).parameters
     return {k: settings.get(k, params[k].default) for k in _SETTINGS}
+
+
+def site_config(
+    subj: Subject,
+    subject: str,
+    corpus: str,
+    layers: str,
+    site: str,
+    shard: tuple[int, int],
+    settings: dict[str, Any],
+) -> tuple[RecorderConfig, SaeSite | None]:
+    """The config ``record`` builds for ``site`` (an SAE's layer, latent count, site name and
+    weights hash), and the loaded SAE: driver and tasks build the same one, so a shard's
+    config differs from the driver's only where a node differs."""
+    from neuronbench.subjects.recorder import _load_sae
+
+    sae = _load_sae(site, subj, layers)
+    cfg = make_config(subj, subject, corpus, [sae.hook.layer] if sae else layers,
+                      shard=shard, **_defaults(settings))  # fmt: skip
+    if sae is not None:
+        cfg = replace(cfg, d_mlp=sae.n_latents, site=sae.site, site_spec=site,
+                      site_revision=sae.revision)  # fmt: skip
+    return cfg, sae
 
 
 def _desc(cfg: RecorderConfig) -> str:
@@ -193,7 +229,8 @@ def _run_shards(
     checkpoint_every: float | None,
     settings: dict[str, Any],
 ) -> None:
-    """Run every shard not already complete as a task; store states that come back as bytes."""
+    """Run every shard not already complete as a task; store states that come back as bytes.
+    ``settings`` are the tasks' keyword settings, ``site`` included."""
     n = len(dirs)
     todo = [i for i in range(n) if not _complete(dirs[i], cfg, i, n)]
     desc = _desc(cfg)
@@ -314,17 +351,19 @@ def _record_shard(
         torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     settings = dict(kwargs)
     batch_size, every = settings.pop("batch_size", 8), settings.pop("checkpoint_every", 300.0)
+    site = settings.pop("site", "mlp")
     subj = resolve_subject(subject)
     subj.model.to(device)
-    cfg = make_config(subj, subject, corpus, layers, shard=(index, count), **_defaults(settings))
+    cfg, sae = site_config(subj, subject, corpus, layers, site, (index, count), settings)
+    if sae is not None:
+        sae.to(device)
     # What ``record`` does for a shard, but always a state: one shard (count 1) included.
     path = Path(directory)
     final = path / STATE_FILE
     state = _already_recorded(path, final, cfg)
     if not isinstance(state, RecorderState):
-        state = record_state(
-            subj, cfg, batch_size=batch_size, out=path, checkpoint_every=every, progress=False
-        )
+        state = record_state(subj, cfg, batch_size=batch_size, out=path,
+                             checkpoint_every=every, progress=False, sae=sae)  # fmt: skip
         save_state(state, final)
         write_json(path / SUMMARY_FILE, _summary(state, batch_size))
         _drop_checkpoint(path)

@@ -273,3 +273,93 @@ def test_shard_from_other_weights_is_refused(
     with pytest.raises(DatasetError, match=r"shard 0/2 ran on .* revision: .* != 'other-weights'"):
         record_on_ray("tiny-llama", "tiny", "0-1", out=tmp_path / "ds", progress=False, **settings)
     assert not (tmp_path / "ds" / "card.json").exists()
+
+
+HAS_SPARSIFY = importlib.util.find_spec("sparsify") is not None
+needs_sparsify = pytest.mark.skipif(
+    not HAS_SPARSIFY, reason="eai-sparsify not installed (pip install -e '.[sae]')"
+)
+SAE_FLAGS = [f for f in FLAGS if f not in ("--layers", "0-1")]  # an SAE names its own layer
+
+
+@pytest.fixture(scope="module")
+def coder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random sparsify SAE on block 1's output of tiny-llama (the subject tasks load)."""
+    from tests.subjects.test_sae_sites import sparsify_coder
+
+    return sparsify_coder(tmp_path_factory.mktemp("coder"), "layers.1")
+
+
+@pytest.fixture(scope="module")
+def single_sae(coder: Path, tmp_path_factory: pytest.TempPathFactory) -> NeuronDataset:
+    """The oracle for an SAE site: one process, unsharded, same settings."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("single-sae")
+    record("tiny-llama", "tiny", site=f"sparsify:{coder}", out=out, **SETTINGS)
+    torch.set_num_threads(before)
+    return NeuronDataset.load(out)
+
+
+def assert_same_latents(got: NeuronDataset, single: NeuronDataset) -> None:
+    assert got.card.content_hash == single.card.content_hash
+    assert card(got) == card(single)
+    assert got.card.site == "sae:run" and got.card.layers == [1]
+    assert got.card.extra["latents"]["n_dead"] >= 1  # the coder's dead latent: not stored
+    a = {n.id.key: n.to_dict() for n in got}
+    b = {n.id.key: n.to_dict() for n in single}
+    assert a and all("-sae-run-L1-" in k for k in a)
+    assert a == b  # every latent's records, activations and moments, bit for bit
+
+
+@needs_sparsify
+def test_sae_site_shards_merge_exactly(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    coder: Path,
+    single_sae: NeuronDataset,
+) -> None:
+    """Each task loads the SAE and records its latents; merged = the unsharded dataset. A
+    node whose file under the same path holds other weights is refused by its hash."""
+    fake = _FakeRay({"CPU": 2.0})
+    monkeypatch.setattr("neuronbench.subjects._ray.import_ray", lambda: fake)
+    site = f"sparsify:{coder}"
+    settings = {k: v for k, v in SETTINGS.items() if k != "progress"}
+    ds = record_on_ray("tiny-llama", "tiny", "all", out=tmp_path / "ds", site=site,
+                       progress=False, **settings)  # fmt: skip
+    assert fake.calls == 2
+    assert_same_latents(ds, single_sae)
+
+    def other_sae(result: dict[str, Any]) -> dict[str, Any]:
+        result["config"] = {**result["config"], "site_revision": "other-sae"}
+        return result
+
+    fake.tamper = other_sae  # type: ignore[method-assign]
+    with pytest.raises(DatasetError, match=r"shard 0/2 ran on .* site_revision: .*'other-sae'"):
+        record_on_ray("tiny-llama", "tiny", "all", out=tmp_path / "o", site=site,
+                      progress=False, **settings)  # fmt: skip
+    assert not (tmp_path / "o" / "card.json").exists()
+
+    # the CLI: an SAE site needs no --layers; a wrong one is one line before Ray starts
+    fake.inits.clear()
+    args = ["record", *SAE_FLAGS, "--site", site, "--ray", "--out", str(tmp_path / "c")]
+    assert main([*args, "--layers", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("neuronbench record: error: site 'sparsify:") and "reads layer 1" in err
+    assert "\n" not in err and fake.inits == []
+
+
+@pytest.mark.skipif(not HAS_RAY, reason='Ray not installed (pip install -e ".[scale]")')
+@needs_sparsify
+def test_ray_records_an_sae_site_bit_equal_to_one_process(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    coder: Path,
+    single_sae: NeuronDataset,
+) -> None:
+    out = tmp_path / "ray"
+    argv = ["record", *SAE_FLAGS, "--site", f"sparsify:{coder}", "--ray", "--shards", "2"]
+    assert main([*argv, "--out", str(out), "--json"]) == 0
+    assert "shard 0/2 done" in capsys.readouterr().err
+    assert_same_latents(NeuronDataset.load(out), single_sae)
