@@ -181,6 +181,7 @@ def _record(args: argparse.Namespace) -> int:
     from neuronbench.subjects.models import SubjectError
     from neuronbench.subjects.recorder import record
 
+    _check_site(args.site)
     if args.ray is not None:
         return _record_ray(args)
     if args.shards is not None:
@@ -217,6 +218,14 @@ def _record(args: argparse.Namespace) -> int:
         }
     _report(figures, args.json, "recorded")
     return 0
+
+
+def _check_site(site: str) -> None:
+    """An unknown ``--site`` spelling, in one line that lists every spelling."""
+    from neuronbench.subjects.sae import SITE_SPELLINGS, is_sae_site
+
+    if site != "mlp" and not is_sae_site(site):
+        raise UsageError(f"--site {site!r}: expected {SITE_SPELLINGS}")
 
 
 def _record_ray(args: argparse.Namespace) -> int:

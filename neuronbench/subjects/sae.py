@@ -344,6 +344,7 @@ def _sae_lens_hook(spec: str, subject: Subject, hook_name: str) -> HookPoint:
     """TransformerLens hook name -> the subject's module and side."""
     m = _TL_HOOK.fullmatch(hook_name)
     layer = int(m.group(1)) if m else -1
+    _check_layer(spec, subject, layer, hook_name)
     if m is None or not 0 <= layer < subject.n_layers:
         raise SubjectError(
             f"site {spec!r}: hook {hook_name!r} is not blocks.L.<hook> with L in "
@@ -377,6 +378,7 @@ def _sparsify_hook(spec: str, subject: Subject, hookpoint: str, transcoder: bool
     module = f"{prefix}.{hookpoint}" if prefix else hookpoint
     layers = "layers" if subject.arch == "llama" else "h"
     m = re.match(rf"{layers}\.(\d+)(?:\.|$)", hookpoint)
+    _check_layer(spec, subject, int(m.group(1)) if m else -1, hookpoint)
     try:
         subject.model.get_submodule(module)
     except AttributeError:
@@ -387,6 +389,15 @@ def _sparsify_hook(spec: str, subject: Subject, hookpoint: str, transcoder: bool
             f"it) is not a module {layers}.L[...] of subject {subject.name!r}"
         )
     return HookPoint(int(m.group(1)), module, "input" if transcoder else "output")
+
+
+def _check_layer(spec: str, subject: Subject, layer: int, hook: str) -> None:
+    """A hook on a block the subject lacks: an SAE of a deeper model (-1: no layer parsed)."""
+    if layer >= subject.n_layers:
+        raise SubjectError(
+            f"site {spec!r}: hook {hook!r} reads layer {layer}, but subject {subject.name!r} "
+            f"has layers 0..{subject.n_layers - 1} (an SAE for another model?)"
+        )
 
 
 def _block(subject: Subject, layer: int) -> str:

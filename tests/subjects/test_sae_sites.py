@@ -347,3 +347,61 @@ def test_explainer_and_simulation_scorer_run_on_latents(
         value = sample.scores["simulation"].value
         assert isinstance(value, dict) and value["scored"] == 1.0, value
         assert -1.0 <= value["top_and_random"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        pytest.param("sparsify", marks=needs_sparsify),
+        pytest.param("sae-lens", marks=needs_sae_lens),
+    ],
+)
+def test_hook_on_a_layer_the_subject_lacks_is_one_line(
+    tiny_llama: Subject, tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    """An SAE of a deeper model (block 7 of a 3-block subject): one line naming the hook,
+    its layer and the subject's layers, from record() and from the CLI (rc 2)."""
+    if fmt == "sparsify":
+        spec, hook = f"sparsify:{sparsify_coder(tmp_path, 'layers.7')}", "layers.7"
+    else:
+        hook = "blocks.7.hook_resid_post"
+        spec = f"sae:{sae_lens_sae(tmp_path, hook, torch.zeros(4, RL, 32))}"
+    message = f"hook {hook!r} reads layer 7, but subject 'tiny-llama' has layers 0..2"
+    with pytest.raises(SubjectError) as err:
+        record(tiny_llama, "tiny", site=spec, **SETTINGS)
+    assert str(err.value) == f"site {spec!r}: {message} (an SAE for another model?)"
+
+    from neuronbench.cli import main
+
+    out = tmp_path / "ds"
+    argv = ["record", "--subject", "tiny-llama", "--corpus", "tiny", "--site", spec]
+    assert main([*argv, "--quiet", "--out", str(out)]) == 2  # the CLI's tiny-llama: 2 layers
+    err_lines = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err_lines) == 1
+        and "reads layer 7, but subject 'tiny-llama' has layers 0..1" in (err_lines[0])
+    )
+    assert not out.exists()
+
+
+def test_every_site_spelling_in_help_and_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from neuronbench.cli import main
+
+    spellings = ["mlp", "sae:PATH", "sae-lens:RELEASE:SAE_ID", "sparsify:PATH"]
+    monkeypatch.setenv("COLUMNS", "10000")  # no wrapping (argparse breaks at hyphens)
+    with pytest.raises(SystemExit):
+        main(["record", "--help"])
+    text = capsys.readouterr().out
+    site_help = text[text.index("--site SITE") :]
+    assert all(s in site_help for s in spellings), site_help
+    out = tmp_path / "ds"
+    for bad in ("mlp2", "sae-lens", "saelens:a:b"):
+        assert main(["record", "--subject", "tiny-llama", "--site", bad, "--out", str(out)]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line == (
+            f"neuronbench record: error: --site {bad!r}: expected mlp, sae:PATH, "
+            "sae-lens:RELEASE:SAE_ID or sparsify:PATH"
+        )
+    assert not out.exists()
