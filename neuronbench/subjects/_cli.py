@@ -52,13 +52,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--site",
         default="mlp",
         help=(
-            "what to record: mlp (MLP neurons); sae:PATH (a directory saved by sae-lens); "
-            "sae-lens:RELEASE:SAE_ID (a sae-lens pretrained release, e.g. "
+            "what to record: mlp (MLP neurons); sae:PATH (a directory saved by SAELens); "
+            "sae-lens:RELEASE:SAE_ID (a SAELens pretrained release, e.g. "
             "sae-lens:gpt2-small-res-jb:blocks.8.hook_resid_pre: downloaded once into the "
-            "Hugging Face cache, from the cache only with HF_HUB_OFFLINE=1); or sparsify:PATH "
-            "(an EleutherAI sparsify SAE or transcoder directory). A PATH is always a local "
-            "directory. The SAE's config names its hook point and layer (needs the sae extra: "
-            "pip install -e '.[sae]')"
+            "Hugging Face cache, from the cache only with HF_HUB_OFFLINE=1); sparsify:PATH "
+            "(an EleutherAI sparsify SAE or transcoder directory); or sparsify:builtin:NAME "
+            "(an SAE that comes with neuronbench, offline: smollm2-l12-topk, trained on "
+            "SmolLM2 layer 12, or smollm2-l12-random, its random-init control). A PATH is "
+            "always a local directory. The SAE's config names its hook point and layer "
+            "(needs the sae extra: pip install -e '.[sae]')"
         ),
     )
     p.add_argument(

@@ -55,7 +55,7 @@ SITE_PREFIXES: dict[str, SaeFormat] = {
     RELEASE_PREFIX: "sae-lens",
 }
 """``--site`` prefix -> checkpoint format."""
-SITE_SPELLINGS = "mlp, sae:PATH, sae-lens:RELEASE:SAE_ID or sparsify:PATH"
+SITE_SPELLINGS = "mlp, sae:PATH, sae-lens:RELEASE:SAE_ID, sparsify:PATH or sparsify:builtin:NAME"
 """Every ``--site`` spelling, for help texts and errors."""
 INSTALL_HINT = "pip install -e '.[sae]'"
 

@@ -388,13 +388,15 @@ def test_every_site_spelling_in_help_and_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from neuronbench.cli import main
+    from neuronbench.subjects.builtin_sae import builtin_names
 
     spellings = ["mlp", "sae:PATH", "sae-lens:RELEASE:SAE_ID", "sparsify:PATH"]
+    spellings += ["sparsify:builtin:NAME", *builtin_names()]
     monkeypatch.setenv("COLUMNS", "10000")  # no wrapping (argparse breaks at hyphens)
     with pytest.raises(SystemExit):
         main(["record", "--help"])
     text = capsys.readouterr().out
-    site_help = text[text.index("--site SITE") :]
+    site_help = text[text.index("\n  --site SITE") : text.index("\n  --tokens")]
     assert all(s in site_help for s in spellings), site_help
     out = tmp_path / "ds"
     for bad in ("mlp2", "sae-lens", "saelens:a:b"):
@@ -402,6 +404,6 @@ def test_every_site_spelling_in_help_and_errors(
         (line,) = capsys.readouterr().err.strip().splitlines()
         assert line == (
             f"neuronbench record: error: --site {bad!r}: expected mlp, sae:PATH, "
-            "sae-lens:RELEASE:SAE_ID or sparsify:PATH"
+            "sae-lens:RELEASE:SAE_ID, sparsify:PATH or sparsify:builtin:NAME"
         )
     assert not out.exists()
