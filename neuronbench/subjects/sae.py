@@ -316,7 +316,7 @@ def _load_sparsify(spec: str, path: Path, subject: Subject) -> SaeSite:
 
         out = coder.encode(x.to(coder.dtype))
         # sparsify returns each token's active latents; the recorder wants every latent.
-        dense = torch.zeros(x.shape[0], n, dtype=out.top_acts.dtype)
+        dense = torch.zeros(x.shape[0], n, dtype=out.top_acts.dtype, device=x.device)
         return dense.scatter_(-1, out.top_indices, out.top_acts)
 
     # sparsify names the hook point by the directory; its parent is the run's name.
