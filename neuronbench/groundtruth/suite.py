@@ -80,6 +80,8 @@ FAMILIES: tuple[str, ...] = (
 """Neuron families; a neuron's layer in the dataset is its family's index here."""
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 SPLIT_SHARES = (0.6, 0.2, 0.2)
+UNASSIGNED = "unassigned"
+"""Split of a group a fixed ``splits`` map does not know (see :func:`generate`)."""
 DEFAULT_NEURONS = 600
 NOISE = 0.2
 GRADED_NOISE = 0.4
@@ -713,7 +715,7 @@ def _wordnet_neurons(b: _Builder, n_target: dict[str, int]) -> list[dict[str, An
 
     common = [c for c in sorted(lex) if fire[c] >= b.min_firing and broad(c) and narrow(c, 0.05)]
     rare = [c for c in sorted(lex) if 3 <= fire[c] <= RARE_MAX and broad(c) and narrow(c, 0.0)]
-    by_split = {s: [c for c in common if split[c] == s] for s in SPLITS}
+    by_split = {s: [c for c in common if split[c] == s] for s in (*SPLITS, UNASSIGNED)}
 
     def different(cid: str) -> Concept | None:
         pool = [c for c in by_split[split[cid]] if lex[c]["lexname"] != lex[cid]["lexname"]]
@@ -798,11 +800,18 @@ def generate(
     n_neurons: int = DEFAULT_NEURONS,
     progress: Callable[[str], None] | None = None,
     min_firing: int = MIN_FIRING,
+    splits: dict[str, str] | None = None,
 ) -> Suite:
     """The suite's neurons over tokenized ``(position, tokens)`` records (no activations yet).
 
     ``min_firing``: firing tokens a (non-rare) concept needs in the slice; lower it only for
     small test slices.
+
+    ``splits``: a fixed split per group (another suite's ``info["splits"]``) instead of
+    :func:`assign_splits`, whose greedy fill weighs groups by what fires in *this* slice, so
+    another seed or size would move groups between splits. Groups it lacks get
+    ``"unassigned"`` and their neurons belong to no split: extra training data drawn this way
+    never touches the reference suite's dev or test groups.
     """
     if version not in VERSIONS:
         raise DatasetError(f"unknown suite version {version!r} (known: {', '.join(VERSIONS)})")
@@ -822,6 +831,8 @@ def generate(
     for g, count in wn.items():
         weights[g] += count * scale
     b.split_map = assign_splits(weights, version)
+    if splits is not None:
+        b.split_map = {g: splits.get(g, UNASSIGNED) for g in b.split_map}
     specs: list[dict[str, Any]] = []
     for family, c, siblings in structural:
         if b.n_fire(c.rule) < b.min_firing:
@@ -961,12 +972,14 @@ def generate_suite(
     n_random: int = 30,
     plant: bool = True,
     progress: Callable[[str], None] | None = None,
+    splits: dict[str, str] | None = None,
 ) -> Suite:
     """Tokenize the corpus, generate the suite and (``plant``) its neuron dataset."""
     records = tokenize_corpus(
         tokenizer, corpus, n_tokens=n_tokens, record_length=record_length, seed=seed
     )
-    suite = generate(records, version=version, seed=seed, n_neurons=n_neurons, progress=progress)
+    suite = generate(records, version=version, seed=seed, n_neurons=n_neurons, progress=progress,
+                     splits=splits)  # fmt: skip
     if plant:
         plant_suite(suite, records, top_k=top_k, n_random=n_random, corpus=corpus)
     return suite

@@ -129,6 +129,27 @@ def register(sub: Any) -> None:
     )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    t.add_argument(
+        "--evals", type=int, default=None, help="dev evaluations; the best is kept (default 5)"
+    )
+    t.add_argument(
+        "--extra-suite-seeds",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="SEED",
+        help="also train on the train split of suites generated with these seeds (other corpus "
+        "slices; seed 0's group splits kept, so no dev or test concept is added)",
+    )
+    t.add_argument(
+        "--extra-suite-neurons", type=int, default=None, help="neurons per extra suite (600)"
+    )
+    t.add_argument(
+        "--extra-suite-tokens",
+        type=int,
+        default=None,
+        help="corpus tokens per extra suite's slice (100000; more firing concepts to draw from)",
+    )
     t.add_argument("--json", action="store_true", help="last line: one JSON object")
     t.set_defaults(func=_train_simulator)
 
@@ -338,7 +359,16 @@ def _validate_puzzles(args: argparse.Namespace) -> int:
 def _train_simulator(args: argparse.Namespace) -> int:
     from neuronbench.scorers.simulators.training import build_simulator
 
-    summary = build_simulator(args.out, steps=args.steps, seed=args.seed, threads=args.threads)
+    summary = build_simulator(
+        args.out,
+        steps=args.steps,
+        seed=args.seed,
+        threads=args.threads,
+        extra_seeds=args.extra_suite_seeds,
+        extra_neurons=args.extra_suite_neurons,
+        extra_tokens=args.extra_suite_tokens,
+        evals=args.evals,
+    )
     print(f"trained simulator → {summary['path']} ({summary['seconds']:.0f} s)")
     for split in ("dev", "test"):
         figs = summary["figures"].get(split)

@@ -167,3 +167,78 @@ def test_cli_has_train_simulator() -> None:
         ["train-simulator", "--out", "x", "--steps", "3", "--seed", "1"]
     )
     assert (args.out, args.steps, args.seed, args.threads) == ("x", 3, 1, 2)
+    assert args.extra_suite_seeds == [] and args.extra_suite_neurons is None
+    args = build_parser().parse_args(
+        ["train-simulator", "--extra-suite-seeds", "1", "2", "--extra-suite-tokens", "300000"]
+    )
+    assert (args.extra_suite_seeds, args.extra_suite_tokens) == ([1, 2], 300_000)
+
+
+# ---------------------------------------------------------------- extra training suites: no leakage
+
+
+@pytest.fixture(scope="module")
+def slices() -> tuple[list, list]:  # type: ignore[type-arg]
+    """Two small corpus slices (document orders 0 and 1) of the tiny tokenizer."""
+    from neuronbench.groundtruth.suite import tokenize_corpus
+    from neuronbench.subjects.models import tiny_tokenizer
+
+    return tuple(  # type: ignore[return-value]
+        tokenize_corpus(tiny_tokenizer(), "austen", n_tokens=6_000, seed=s) for s in (0, 1)
+    )
+
+
+def _gen(records: list, seed: int, splits: dict | None = None):  # type: ignore[no-untyped-def,type-arg]
+    from neuronbench.groundtruth.suite import generate
+
+    return generate(records, seed=seed, n_neurons=50, min_firing=8, splits=splits)
+
+
+def test_extra_suite_keeps_the_reference_splits_and_adds_no_held_out_concept(slices) -> None:  # type: ignore[no-untyped-def]
+    from neuronbench.groundtruth.suite import UNASSIGNED
+
+    ref = _gen(slices[0], 0)
+    # its own split map changes nothing: the override is the identity on the reference
+    assert _gen(slices[0], 0, ref.info["splits"]).digest() == ref.digest()
+    free = _gen(slices[1], 1)
+    extra = _gen(slices[1], 1, ref.info["splits"])
+    known = ref.info["splits"]
+    for n in extra.neurons:
+        assert n.split == known.get(n.group, UNASSIGNED)
+    # without the fixed map, the other slice's greedy fill would move groups between splits
+    moved = {g for g, s in free.info["splits"].items() if known.get(g, s) != s}
+    groups, concepts = TR.held_out(ref)
+    TR.check_no_leak(ref, extra)  # passes
+    train = extra.split("train")
+    assert train and not any(n.group in groups or n.concept in concepts for n in train)
+    # ... and its train split would name held-out concepts, which the check refuses
+    assert moved and any(n.group in groups for n in free.split("train"))
+    with pytest.raises(ValueError, match="held-out"):
+        TR.check_no_leak(ref, free)
+
+
+def test_leak_check_catches_a_held_out_concept_or_group(slices) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from neuronbench.errors import UsageError
+
+    ref = _gen(slices[0], 0)
+    extra = _gen(slices[1], 1, ref.info["splits"])
+    held = next(n for n in ref.neurons if n.split != "train")
+    victim = extra.split("train")[0]
+    # a decoy naming a dev/test concept
+    ex = dict(victim.explanations)
+    ex["different"] = dataclasses.replace(ex["different"], concepts=(held.concept,))
+    bad = dataclasses.replace(victim, explanations=ex)
+    with pytest.raises(ValueError, match=f"{victim.key}.*{held.concept}"):
+        TR.check_no_leak(ref, dataclasses.replace(extra, neurons=[bad]))
+    # a neuron whose group is a dev/test group
+    bad = dataclasses.replace(victim, group=held.group)
+    with pytest.raises(ValueError, match="held-out"):
+        TR.check_no_leak(ref, dataclasses.replace(extra, neurons=[bad]))
+    # a group the reference never assigned
+    bad = dataclasses.replace(victim, group="no-such-group")
+    with pytest.raises(ValueError, match="no-such-group"):
+        TR.check_no_leak(ref, dataclasses.replace(extra, neurons=[bad]))
+    with pytest.raises(UsageError, match="seed 0"):
+        TR.extra_suites(None, ref, [0], {}, print)

@@ -20,7 +20,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -481,6 +481,72 @@ def eval_neurons(suite: Any, split: str, n_records: int | None, scoring_split: s
 
 SUITE_SEED = 0
 """The suite is the published one (``neuronbench plant --suite v2``), whatever the training seed."""
+
+
+def held_out(reference: Any) -> tuple[set[str], set[str]]:
+    """Groups outside the reference suite's train split, and every concept its dev and test
+    neurons name (truth and decoys)."""
+    groups = {g for g, s in reference.info["splits"].items() if s != "train"}
+    concepts = {
+        c
+        for n in reference.neurons
+        if n.split != "train"
+        for c in (n.concept, *(c for e in n.explanations.values() for c in e.concepts))
+    }
+    return groups, concepts
+
+
+def check_no_leak(reference: Any, extra: Any) -> None:
+    """Refuse extra training neurons that touch the reference suite's dev or test concepts.
+
+    An extra suite (another corpus slice, generated with the reference's group splits) adds
+    train concepts; a neuron of its train split must name no concept a reference dev/test
+    neuron names, its own group and the group of every WordNet concept it names must be a
+    reference train group. (A structural decoy's concepts share its truth's group by
+    construction, so the truth's group covers them.)
+    """
+    from neuronbench.groundtruth import rules as R
+
+    groups, concepts = held_out(reference)
+    known = reference.info["splits"]
+    lex = R.lexicon()["concepts"]
+    for n in extra.split("train"):
+        named = {n.concept, *(c for e in n.explanations.values() for c in e.concepts)}
+        gs = {n.group} | {lex[c[3:]]["lexname"] for c in named if c.startswith("wn:")}
+        bad = sorted((named & concepts) | (gs & groups) | (gs - set(known)))
+        if bad:
+            raise ValueError(
+                f"train-simulator: extra suite seed {extra.seed}, neuron {n.key} "
+                f"({n.concept}) names held-out or unknown concepts/groups: {', '.join(bad)}"
+            )
+
+
+def extra_suites(tokenizer: Any, reference: Any, seeds: Sequence[int], sizes: dict[str, Any],
+                 say: Callable[[str], None]) -> list[tuple[Any, list[list[str]]]]:  # fmt: skip
+    """Suites on other corpus slices (``seeds``) with the reference's group splits, checked for
+    leakage, each with its corpus; only their train split is ever used."""
+    from neuronbench.errors import UsageError
+    from neuronbench.groundtruth import suite as S
+
+    out = []
+    for s in seeds:
+        if s == reference.seed or list(seeds).count(s) > 1:
+            raise UsageError(f"train-simulator: extra suite seed {s} repeats a suite already used")
+        say(f"extra suite, seed {s}")
+        ex = S.generate_suite(
+            tokenizer, seed=s, progress=say, splits=reference.info["splits"], **sizes
+        )
+        check_no_leak(reference, ex)
+        n_tokens = sizes.get("n_tokens")
+        recs = (
+            S.tokenize_corpus(tokenizer, seed=s, n_tokens=n_tokens)
+            if n_tokens
+            else S.tokenize_corpus(tokenizer, seed=s)
+        )
+        out.append((ex, [t for _, t in recs]))
+    return out
+
+
 DEV_SELECT_NEURONS, DEV_SELECT_RECORDS = None, 4
 """Dev neurons (None: all), and top and random records each, scored at each checkpoint
 evaluation."""
@@ -498,6 +564,10 @@ def build_simulator(
     threads: int = 2,
     n_neurons: int | None = None,
     corpus_tokens: int | None = None,
+    extra_seeds: Sequence[int] = (),
+    extra_neurons: int | None = None,
+    extra_tokens: int | None = None,
+    evals: int | None = None,
 ) -> dict[str, Any]:
     """``neuronbench train-simulator``: suite → pairs → training → held-out figures → files.
 
@@ -527,9 +597,20 @@ def build_simulator(
     corpus = [t for _, t in records]
     data = DataOptions()
     examples = suite_examples(suite, corpus, "train", data, seed)
+    extra_sizes = {
+        **sizes,
+        **({"n_neurons": extra_neurons} if extra_neurons else {}),
+        **({"n_tokens": extra_tokens} if extra_tokens else {}),
+    }
+    extra = extra_suites(tokenizer, suite, extra_seeds, extra_sizes, say)
+    for ex_suite, ex_corpus in extra:
+        more = suite_examples(ex_suite, ex_corpus, "train", data, seed)
+        examples += [replace(e, group=f"seed{ex_suite.seed}/{e.group}") for e in more]
     options = TrainOptions(seed=seed, threads=threads)
     if steps is not None:
         options.steps = steps
+    if evals is not None:
+        options.evals = evals
     dev_select = eval_neurons(suite, "dev", DEV_SELECT_RECORDS, limit=DEV_SELECT_NEURONS)
     result = train(
         examples,
@@ -555,6 +636,13 @@ def build_simulator(
             "suite_seed": SUITE_SEED,
             "suite_digest": suite.digest(),
             "train_neurons": len(suite.split("train")),
+            "extra_suite_seeds": list(extra_seeds),
+            "extra_suite_sizes": extra_sizes if extra_seeds else {},
+            "extra_train_neurons": sum(len(x.split("train")) for x, _ in extra),
+            "extra_train_concepts": len(
+                {n.concept for x, _ in extra for n in x.split("train")}
+                - {n.concept for n in suite.split("train")}
+            ),
             "train_pairs": len(examples),
             "firing_pairs": int(sum(e.fires for e in examples)),
         },
@@ -597,6 +685,41 @@ def _row(name: str, f: dict[str, float]) -> str:
     )
 
 
+def _extra_flag(d: dict[str, Any]) -> str:
+    seeds = d.get("extra_suite_seeds") or []
+    if not seeds:
+        return ""
+    sizes = d.get("extra_suite_sizes") or {}
+    flags = f" --extra-suite-seeds {' '.join(map(str, seeds))}"
+    if "n_neurons" in sizes:
+        flags += f" --extra-suite-neurons {sizes['n_neurons']}"
+    if "n_tokens" in sizes:
+        flags += f" --extra-suite-tokens {sizes['n_tokens']}"
+    return flags
+
+
+def _extra_text(d: dict[str, Any]) -> str:
+    seeds = d.get("extra_suite_seeds") or []
+    if not seeds:
+        return ""
+    return (
+        f" Plus the train split of suites generated on other corpus slices (seeds "
+        f"{', '.join(map(str, seeds))}; {_sizes(d.get('extra_suite_sizes') or {})}) with seed "
+        f"{d['suite_seed']}'s group splits kept: "
+        f"{d['extra_train_neurons']} more neurons, {d['extra_train_concepts']} truth concepts "
+        f"the seed-{d['suite_seed']} train split lacks; checked to name no concept or group of "
+        "its dev or test splits."
+    )
+
+
+def _sizes(sizes: dict[str, Any]) -> str:
+    from neuronbench.groundtruth.suite import DEFAULT_NEURONS
+
+    n = sizes.get("n_neurons", DEFAULT_NEURONS)
+    t = sizes.get("n_tokens", 100_000)
+    return f"{n} neurons over {t:,} corpus tokens each"
+
+
 def model_card(meta: dict[str, Any], config: ModelConfig) -> str:
     """MODEL_CARD.md: data, recipe, held-out figures and known limits, from the run's record."""
     r, d, f = meta["recipe"], meta["data"], meta["figures"]
@@ -609,7 +732,7 @@ A MiniLM cross-encoder that predicts a neuron's activation (0-10) on every token
 record from an explanation alone. Code: `neuronbench/scorers/simulators/trained.py`
 (network, loading) and `training.py` (data, loop). Rebuild from scratch, seeded:
 
-    neuronbench train-simulator --out DIR --seed {r["seed"]} --steps {r["steps"]}
+    neuronbench train-simulator --out DIR --seed {r["seed"]} --steps {r["steps"]} --evals {r["evals"]}{_extra_flag(d)}
 
 This build: {meta["seconds"] / 60:.1f} min wall, {meta.get("cpu_seconds", float("nan")) / 60:.1f} CPU-min,
 {meta["threads"]} torch threads (torch {meta["torch"]}); wall time depends on what else the
@@ -634,7 +757,7 @@ machine runs.
   paraphrase and the decoys) carries a rule, so each is paired with records and its exact
   levels (0-1) are the target: the neuron's top {d["top_records"]} records (hard negatives for
   the decoys), {d["own_records"]} records where the explanation itself fires, and
-  {d["random_records"]} random corpus records. {d["train_pairs"]} pairs, {d["firing_pairs"]} with firing tokens.
+  {d["random_records"]} random corpus records.{_extra_text(d)} {d["train_pairs"]} pairs, {d["firing_pairs"]} with firing tokens.
 - Concept groups are split train/dev/test by the suite, so dev and test concepts are
   never seen in training, not even as decoys.
 
