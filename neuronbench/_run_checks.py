@@ -7,6 +7,7 @@ no corpus read, no network unless a hub subject needs it) and fails with one lin
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,7 @@ def check_run_config(cfg: RunConfig) -> None:
     controls = sorted(NO_MODEL - {"from_file"})
     for name in cfg.baselines:
         check_choice("baseline", name, controls, "--baselines")
+    _check_sites(cfg, controls)
     if "from_file" in cfg.strategies:
         raise UsageError(
             "--strategies from_file needs an explanation file, which `run` does not take; "
@@ -61,10 +63,14 @@ def check_run_config(cfg: RunConfig) -> None:
         check_model("--simulator-model", cfg.simulator_model)
     _check_layers(cfg.layers)
     _check_corpus(cfg.corpus)
+    from neuronbench.pipeline import site_paths
+
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {cfg.out}: exists and is not a directory")
-    if not (out / "dataset" / "card.json").exists():  # a reused recording needs no subject
+    if not all(  # reused recordings need no subject
+        (site_paths(out, site)[0] / "card.json").exists() for site in cfg.sites
+    ):
         from neuronbench.subjects.models import (
             SMOLLM2_ALIASES,
             check_subject_source,
@@ -75,6 +81,50 @@ def check_run_config(cfg: RunConfig) -> None:
             smollm2_gguf_path()  # the package that ships its weights is installed
         else:
             check_subject_source(cfg.subject)
+
+
+def _check_sites(cfg: RunConfig, controls: list[str]) -> None:
+    """``--sites`` and the SAE sites' strategies: names resolve (built-ins offline, paths
+    exist, the SAE library is installed) without loading a model or an SAE."""
+    from neuronbench.evals.strategies import STRATEGIES
+    from neuronbench.pipeline import site_paths
+    from neuronbench.subjects.builtin_sae import builtin_names, check_builtin, is_builtin
+    from neuronbench.subjects.sae import INSTALL_HINT, is_sae_site
+
+    if not cfg.sites:
+        raise UsageError("--sites: name at least one of mlp, sparsify:builtin:NAME, sae:PATH")
+    if len(set(cfg.sites)) != len(cfg.sites):
+        raise UsageError(f"--sites {','.join(cfg.sites)}: a site is named twice")
+    dirs: dict[Path, str] = {}
+    builtins = ", ".join(f"sparsify:builtin:{n}" for n in builtin_names())
+    for site in cfg.sites:
+        if site != "mlp" and not is_sae_site(site):
+            raise UsageError(
+                f"--sites {site!r}: expected mlp, sparsify:builtin:NAME ({builtins}), "
+                "sparsify:PATH or sae:PATH"
+            )
+        prefix, _, raw = site.partition(":")
+        if prefix == "sparsify" and is_builtin(raw):
+            check_builtin(site, raw)
+        elif site != "mlp" and not Path(raw).expanduser().is_dir():
+            raise UsageError(f"--sites {site!r}: no directory {raw} (built-ins: {builtins})")
+        if prefix == "sparsify" and importlib.util.find_spec("sparsify") is None:
+            raise UsageError(f"--sites {site!r} needs eai-sparsify: {INSTALL_HINT}")
+        dataset_dir = site_paths(Path(cfg.out), site)[0]
+        if dataset_dir in dirs:
+            raise UsageError(
+                f"--sites {dirs[dataset_dir]!r} and {site!r} would share {dataset_dir}"
+            )
+        dirs[dataset_dir] = site
+    if any(site != "mlp" for site in cfg.sites):
+        for name in cfg.sae_strategies:
+            check_choice("strategy", name, STRATEGIES, "--sae-strategies")
+        for name in cfg.sae_baselines:
+            check_choice("baseline", name, controls, "--sae-baselines")
+        if "from_file" in cfg.sae_strategies:
+            raise UsageError("--sae-strategies from_file needs an explanation file")
+        if cfg.sae_strategies and not cfg.explainers:
+            raise UsageError("--explainers: name at least one model for --sae-strategies")
 
 
 def check_model(flag: str, model: str) -> None:

@@ -5,11 +5,21 @@ already there for the same settings, so an interrupted ``neuronbench run`` picks
 where it stopped: the recorder checkpoints and refuses a mismatched resume, inspect's
 ``eval_set`` reruns only unfinished evals, and the leaderboard is rebuilt from logs.
 
+Sites: by default the run explains three kinds of unit of SmolLM2 side by side: MLP
+neurons, the latents of the shipped TopK SAE on layer 12, and the latents of its
+random-init control (``--sites``). Each site is recorded and evaluated on its own; the
+leaderboard then compares the explainer · strategy · simulator triples run on several
+sites (``neuronbench.results.leaderboard``). SAE sites run a smaller set of strategies and
+controls (``sae_strategies``, ``sae_baselines``), a subset of the MLP site's, so every
+SAE row has its MLP counterpart and its own shuffled control.
+
 Layout of ``--out``::
 
-    dataset/        the neuron recording (NeuronDataset, with its card)
-    logs/llm/       inspect logs of LLM explainers x strategies (eval_set)
-    logs/baselines/ inspect logs of the non-LLM baseline and the empty/shuffled controls
+    dataset/             the MLP recording (NeuronDataset, with its card)
+    logs/llm/            inspect logs of LLM explainers x strategies on it (eval_set)
+    logs/baselines/      inspect logs of the non-LLM baseline and the empty/shuffled controls
+    dataset-<sae>/       an SAE site's recording (e.g. dataset-smollm2-l12-topk)
+    logs/<sae>/llm/, logs/<sae>/baselines/   that site's logs
     leaderboard.{md,csv,json}, plots/*.png, viewer/index.html, run.json
 """
 
@@ -46,6 +56,20 @@ def _default_scorers() -> list[str]:
 
 def _default_simulators() -> list[str]:
     return ["logprob", "embedding"]
+
+
+def _default_sites() -> list[str]:
+    from neuronbench.subjects.builtin_sae import RANDOM, TRAINED, site_spec
+
+    return ["mlp", site_spec(TRAINED), site_spec(RANDOM)]
+
+
+def _default_sae_strategies() -> list[str]:
+    return ["token_activation_pairs"]
+
+
+def _default_sae_baselines() -> list[str]:
+    return ["baseline", "shuffled"]
 
 
 @dataclass
@@ -94,29 +118,78 @@ class RunConfig:
     bundle: bool = False
     """Also write ``inspect view bundle`` of the logs beside the viewer, which links it
     (off by default: it copies every log into a ~25 MB web app)."""
+    sites: list[str] = field(default_factory=_default_sites)
+    """What to explain: ``mlp`` (MLP neurons of ``layers``) and SAE sites
+    (``sparsify:builtin:NAME``, ``sparsify:PATH``, ``sae:PATH``; an SAE reads its own layer).
+    Default: MLP neurons, the shipped trained SAE and its random-init control."""
+    sae_strategies: list[str] = field(default_factory=_default_sae_strategies)
+    """LLM prompt strategies run on SAE sites (the logprob simulator dominates a site's
+    time, so SAE sites run one strategy, not every MLP one)."""
+    sae_baselines: list[str] = field(default_factory=_default_sae_baselines)
+    """Non-LLM explainers and controls run on SAE sites: the baseline and the shuffled
+    control, so each site has its own paired explanation − control difference."""
 
 
 def _log(msg: str) -> None:
     print(f"[neuronbench run] {msg}", file=sys.stderr, flush=True)
 
 
-def ensure_recording(cfg: RunConfig, dataset_dir: Path) -> Path:
-    """Record the subject unless ``dataset_dir`` already holds this exact recording."""
+def site_slug(site: str) -> str:
+    """File-safe short name of a site: ``mlp``, a built-in SAE's name, or the checkpoint
+    directory's name (with its parent's when sparsify named it after the hook point)."""
+    import re
+
+    from neuronbench.subjects.builtin_sae import BUILTIN_PREFIX
+
+    if site == "mlp":
+        return "mlp"
+    _, _, raw = site.partition(":")
+    if raw.startswith(BUILTIN_PREFIX):
+        name = raw.removeprefix(BUILTIN_PREFIX)
+    else:
+        path = Path(raw.rstrip("/"))
+        name = path.name
+        if re.fullmatch(r"(layers|h)\.\d+.*", name) and path.parent.name:
+            name = f"{path.parent.name}-{name}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "sae"
+
+
+def site_paths(out: Path, site: str) -> tuple[Path, Path]:
+    """(dataset dir, log dir) of ``site`` under ``out``. The MLP site keeps the layout of
+    runs before sites existed (``dataset/``, ``logs/``), so their recordings are reused."""
+    if site == "mlp":
+        return out / "dataset", out / "logs"
+    slug = site_slug(site)
+    return out / f"dataset-{slug}", out / "logs" / slug
+
+
+def _recorded_site(card: Any) -> str:
+    """The ``--site`` a card was recorded with (``mlp`` for cards from before SAE sites)."""
+    recorder = card.extra.get("recorder")
+    spec = recorder.get("site_spec") if isinstance(recorder, dict) else None
+    return str(spec) if spec else "mlp"
+
+
+def ensure_recording(cfg: RunConfig, dataset_dir: Path, site: str = "mlp") -> Path:
+    """Record ``site`` of the subject unless ``dataset_dir`` already holds this exact recording."""
     from neuronbench.datasets import NeuronDataset, read_card
     from neuronbench.datasets.errors import DatasetError
 
-    wanted = {"corpus": cfg.corpus, "n_tokens_budget": cfg.tokens, "seed": cfg.seed}
+    layers = cfg.layers if site == "mlp" else "all"  # an SAE reads its own layer
+    wanted = {"corpus": cfg.corpus, "n_tokens_budget": cfg.tokens, "seed": cfg.seed, "site": site}
     if (dataset_dir / "card.json").exists():
         card = read_card(dataset_dir)
         have = {
             "corpus": card.corpus,
             "n_tokens_budget": card.extra.get("n_tokens_budget"),
             "seed": card.seed,
+            "site": _recorded_site(card),
         }
-        if have == wanted and card.extra.get("layers_spec") == cfg.layers:
+        if have == wanted and card.extra.get("layers_spec") == layers:
             NeuronDataset.load(dataset_dir, layers=[])  # verifies the content hash
             _log(
-                f"recording: reusing {dataset_dir} ({card.n_tokens:,} tokens, layers {card.layers})"
+                f"recording: reusing {dataset_dir} ({card.n_tokens:,} tokens, site {card.site}, "
+                f"layers {card.layers})"
             )
             return dataset_dir
         raise DatasetError(
@@ -125,23 +198,27 @@ def ensure_recording(cfg: RunConfig, dataset_dir: Path) -> Path:
         )
     from neuronbench.subjects.recorder import record
 
-    _log(f"recording {cfg.subject} layers {cfg.layers} over {cfg.tokens:,} tokens of {cfg.corpus}")
+    _log(
+        f"recording {cfg.subject} site {site} layers {layers} over {cfg.tokens:,} tokens "
+        f"of {cfg.corpus}"
+    )
     t0 = time.perf_counter()
     ds = record(
         cfg.subject,
         cfg.corpus,
-        cfg.layers,
+        layers,
         n_tokens=cfg.tokens,
         record_length=cfg.record_length,
         batch_size=cfg.batch_size,
         seed=cfg.seed,
         out=dataset_dir,
         progress=True,
+        site=site,
     )
     assert not hasattr(ds, "config"), "unsharded record returns a dataset"
     # Stamp what the run asked for, so a rerun can tell it is the same recording.
     card = read_card(dataset_dir)
-    card.extra.update({"n_tokens_budget": cfg.tokens, "layers_spec": cfg.layers})
+    card.extra.update({"n_tokens_budget": cfg.tokens, "layers_spec": layers})
     write_json(dataset_dir / "card.json", card.to_dict())
     _log(f"recorded in {time.perf_counter() - t0:.0f}s")
     return dataset_dir
@@ -161,8 +238,23 @@ def _task_args(cfg: RunConfig, dataset_dir: Path, strategy: str, simulator: str)
     }
 
 
-def run_evals(cfg: RunConfig, dataset_dir: Path, log_dir: Path) -> list[Any]:
-    """LLM explainers x strategies, then the non-LLM baselines; eval_set resumes both."""
+def site_plan(cfg: RunConfig, site: str) -> tuple[list[str], list[str]]:
+    """(strategies, baselines) run on ``site``: all of them on MLP neurons, the smaller
+    SAE set on SAE sites."""
+    if site == "mlp":
+        return list(cfg.strategies), list(cfg.baselines)
+    return list(cfg.sae_strategies), list(cfg.sae_baselines)
+
+
+def run_evals(
+    cfg: RunConfig,
+    dataset_dir: Path,
+    log_dir: Path,
+    strategies: list[str] | None = None,
+    baselines: list[str] | None = None,
+) -> list[Any]:
+    """LLM explainers x strategies, then the non-LLM baselines; eval_set resumes both.
+    ``strategies`` / ``baselines`` default to ``cfg``'s (the MLP site's)."""
     from inspect_ai import eval_set
 
     from neuronbench.evals.task import explain_neurons
@@ -174,19 +266,19 @@ def run_evals(cfg: RunConfig, dataset_dir: Path, log_dir: Path) -> list[Any]:
         roles["simulator"] = cfg.simulator_model
     logs: list[Any] = []
     groups = [
-        ("llm", cfg.strategies, cfg.explainers),
-        ("baselines", cfg.baselines, ["none/none"]),
+        ("llm", cfg.strategies if strategies is None else strategies, cfg.explainers),
+        ("baselines", cfg.baselines if baselines is None else baselines, ["none/none"]),
     ]
-    for name, strategies, models in groups:
-        if not strategies or not models:
+    for name, names, models in groups:
+        if not names or not models:
             continue
         tasks = [
             explain_neurons(**_task_args(cfg, dataset_dir, strategy, simulator))
-            for strategy in strategies
+            for strategy in names
             for simulator in cfg.simulators
         ]
         _log(
-            f"evals ({name}): {len(strategies)} strategies x {len(cfg.simulators)} simulators "
+            f"evals ({name}): {len(names)} strategies x {len(cfg.simulators)} simulators "
             f"x {len(models)} models -> {log_dir / name}"
         )
         ok, group_logs = eval_set(
@@ -234,11 +326,21 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    dataset_dir = ensure_recording(cfg, out / "dataset")
+    seconds: dict[str, dict[str, float]] = {}
+    datasets: dict[str, Path] = {}
+    for site in cfg.sites:  # every recording first: a bad SAE fails before hours of evals
+        t = time.perf_counter()
+        datasets[site] = ensure_recording(cfg, site_paths(out, site)[0], site)
+        seconds[site] = {"record": round(time.perf_counter() - t, 1)}
     t_record = time.perf_counter() - t0
-    log_dir = out / "logs"
-    run_evals(cfg, dataset_dir, log_dir)
+    for site in cfg.sites:
+        t = time.perf_counter()
+        strategies, baselines = site_plan(cfg, site)
+        _log(f"site {site}: {datasets[site]}")
+        run_evals(cfg, datasets[site], site_paths(out, site)[1], strategies, baselines)
+        seconds[site]["evals"] = round(time.perf_counter() - t, 1)
     t_evals = time.perf_counter() - t0 - t_record
+    log_dir = out / "logs"  # every site's logs: one leaderboard compares them
     published = publish(cfg, out, log_dir)
     summary = {
         "command": "neuronbench " + " ".join(sys.argv[1:])
@@ -253,6 +355,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             "record": round(t_record, 1),
             "evals": round(t_evals, 1),
             "total": round(time.perf_counter() - t0, 1),
+            "sites": seconds,
         },
         **published,
     }

@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "run",
         help="record -> explain -> score -> leaderboard, offline by default",
         description=(
-            "The main job. Records the subject over the corpus (resumable), samples neurons "
+            "The main job. Records the subject over the corpus (resumable) at each site (MLP "
+            "neurons, a trained SAE's and a random SAE's latents by default), samples neurons "
             "stratified by layer, runs every explainer x strategy (plus the non-LLM baseline and "
             "the empty/shuffled controls) as inspect evals with eval_set (reruns resume), scores "
             "them with the simulator, and writes the leaderboard, plots and viewer to --out."
@@ -71,6 +72,26 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="scored records per group (top, random)",
     )
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument(
+        "--sites",
+        type=_csv,
+        default=d.sites,
+        help="comma-separated units to explain: mlp, sparsify:builtin:NAME (built-ins: "
+        "smollm2-l12-topk, the shipped trained SAE; smollm2-l12-random, its random-init "
+        "control), sparsify:PATH or sae:PATH (default: %(default)s)",
+    )
+    p.add_argument(
+        "--sae-strategies",
+        type=_csv,
+        default=d.sae_strategies,
+        help="LLM prompt strategies on SAE sites, a subset of --strategies (default: %(default)s)",
+    )
+    p.add_argument(
+        "--sae-baselines",
+        type=_csv,
+        default=d.sae_baselines,
+        help="non-LLM explainers and controls on SAE sites (default: %(default)s)",
+    )
     p.add_argument("--no-viewer", action="store_true", help="skip the static neuron viewer")
     p.add_argument(
         "--bundle", action="store_true", help="also bundle inspect's log viewer (~25 MB)"
@@ -105,6 +126,9 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         viewer=not args.no_viewer,
         bundle=args.bundle,
+        sites=args.sites,
+        sae_strategies=args.sae_strategies,
+        sae_baselines=args.sae_baselines,
     )
     summary = run(cfg)
     if args.json:

@@ -267,13 +267,13 @@ def test_neuronbench_run_scores_test_by_default(
         (out / "leaderboard.md").write_text("", encoding="utf-8")
         return {}
 
-    monkeypatch.setattr(pipeline, "ensure_recording", lambda cfg, d: dataset)
+    monkeypatch.setattr(pipeline, "ensure_recording", lambda cfg, d, site="mlp": dataset)
     monkeypatch.setattr(inspect_ai, "eval_set", fake_eval_set)
     monkeypatch.setattr(pipeline, "publish", fake_publish)
     out = tmp_path / "out"
     rc = main(
         ["run", "--out", str(out), "--neurons", "4", "--strategies", "", "--baselines", "baseline"]
-        + ["--simulators", "probe"]
+        + ["--simulators", "probe", "--sites", "mlp"]
     )
     assert rc == 0 and len(built) == 1
     (task,) = built

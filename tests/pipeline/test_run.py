@@ -34,6 +34,7 @@ def _config(out: Path) -> RunConfig:
         simulators=["lexical"],
         n_score_records=2,
         viewer=False,
+        sites=["mlp"],
     )
 
 
