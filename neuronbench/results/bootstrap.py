@@ -102,6 +102,39 @@ def paired_bootstrap_diff(
     return bootstrap_mean(diffs, confidence=confidence, n_resamples=n_resamples, seed=seed)
 
 
+def two_sample_bootstrap_diff(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> Interval:
+    """``mean(a) − mean(b)`` for two *independent* samples, with a percentile CI from
+    resampling each on its own (``a`` with ``seed``, ``b`` with ``seed + 1``).
+
+    For groups with no units in common, e.g. MLP neurons against SAE latents: nothing can
+    be paired, so the shared-difficulty variance that pairing cancels stays in the CI.
+    The CI is NaN when either side has fewer than two values (a single value has no
+    spread to resample); the estimate is NaN when either side is empty.
+    """
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.ndim != 1 or y.ndim != 1:
+        raise ValueError("two_sample_bootstrap_diff expects two 1-d arrays")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError("two_sample_bootstrap_diff got NaN/inf scores: drop unscored units first")
+    nan = float("nan")
+    if x.size == 0 or y.size == 0:
+        return Interval(nan, nan, nan, int(x.size + y.size))
+    estimate = float(x.mean() - y.mean())
+    if x.size < 2 or y.size < 2:
+        return Interval(estimate, nan, nan, int(x.size + y.size))
+    diffs = _resampled_means(x, n_resamples, seed) - _resampled_means(y, n_resamples, seed + 1)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(diffs, [alpha, 1.0 - alpha])
+    return Interval(estimate, float(low), float(high), int(x.size + y.size))
+
+
 @dataclass(frozen=True)
 class Agreement:
     """Test-retest agreement of per-neuron scores across repeated explanations (epochs)."""

@@ -34,6 +34,7 @@ from neuronbench.results.bootstrap import (
     bootstrap_mean,
     paired_bootstrap_diff,
     retest_agreement,
+    two_sample_bootstrap_diff,
 )
 from neuronbench.results.logs import load_samples
 
@@ -57,6 +58,9 @@ class Row:
     """Simulator kind and model, e.g. ``logprob (neuronbench/smollm2)``."""
     dataset: str
     """Neuron dataset name (task arg ``dataset``, last path component)."""
+    site: str
+    """What the units are: ``mlp`` (MLP neurons) or ``sae:<name>`` (an SAE's latents), from
+    the dataset card (``NeuronId.site``)."""
     split: str
     """Scoring split (valid or test)."""
     control: bool
@@ -134,6 +138,65 @@ class Comparison:
     """Upper end of the paired bootstrap 95% CI of ``diff``."""
     n_shared: int
     """Neurons the difference uses: the group's common neurons."""
+    dataset: str = ""
+    """Dataset of both rows (comparisons never cross datasets)."""
+    site: str = ""
+    """Site of both rows."""
+
+
+@dataclass
+class SiteScore:
+    """One explainer · strategy · simulator on one site."""
+
+    site: str
+    """``mlp`` or ``sae:<name>``."""
+    dataset: str
+    """The site's dataset."""
+    mean: float
+    """The row's mean over its compared units (the leaderboard row's ``mean``)."""
+    ci_low: float
+    ci_high: float
+    n: int
+    """Compared units (neurons or latents) behind ``mean``."""
+    control: str | None
+    """Label of the same site's shuffled-control row under the same simulator, if any."""
+    vs_control: float
+    """Mean over the units both scored of (row − control): the paired difference."""
+    vs_control_low: float
+    vs_control_high: float
+    n_paired: int
+    """Units behind ``vs_control``."""
+
+
+@dataclass
+class SiteDiff:
+    """``site − minus`` for one explainer · strategy · simulator, by an unpaired two-sample
+    bootstrap: the two sites' units are different units, so there is nothing to pair."""
+
+    site: str
+    minus: str
+    diff: float
+    """Difference of the two sites' mean scores."""
+    ci_low: float
+    ci_high: float
+    control_diff: float
+    """Difference of the two sites' mean (row − shuffled control) paired differences: does
+    the explanation beat the control by more on one site than on the other?"""
+    control_ci_low: float
+    control_ci_high: float
+
+
+@dataclass
+class SiteComparison:
+    """An explainer · strategy · simulator scored on several sites."""
+
+    label: str
+    """``explainer · strategy · simulator``."""
+    split: str
+    sites: list[SiteScore]
+    """Per site, MLP first, then SAE sites by name."""
+    diffs: list[SiteDiff]
+    """Every pair of sites, later − earlier in ``sites``."""
 
 
 @dataclass
@@ -152,6 +215,8 @@ class Leaderboard:
     """Bootstrap resamples behind every CI."""
     seed: int = 0
     """Bootstrap seed."""
+    site_comparisons: list[SiteComparison] = field(default_factory=list)
+    """Each explainer · strategy · simulator scored on several sites, compared across them."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN → null) without the per-sample table."""
@@ -168,6 +233,7 @@ class Leaderboard:
             "seed": self.seed,
             "rows": rows,
             "comparisons": [asdict(c) for c in self.comparisons],
+            "site_comparisons": [asdict(c) for c in self.site_comparisons],
         }
         return _nan_to_none(out)
 
@@ -215,6 +281,7 @@ def _build_row(group: pd.DataFrame) -> Row:
         strategy=str(first["strategy"]),
         simulator=str(first["simulator"]),
         dataset=str(first["dataset"]),
+        site=str(first["site"]),
         split=str(first["split"]),
         control=bool(first["control"]),
         n_neurons=int(group["neuron"].nunique()),
@@ -274,13 +341,14 @@ def _on(row: Row, common: list[str]) -> dict[str, float]:
     return {k: row.neuron_scores[k] for k in common if k in row.neuron_scores}
 
 
-GroupKey = tuple[str, str, str]
-"""(dataset, split, simulator): rows scored the same way, hence comparable."""
+GroupKey = tuple[str, str, str, str]
+"""(site, dataset, split, simulator): rows scored the same way on the same units, hence
+comparable."""
 
 
 def group_key(row: Row) -> GroupKey:
-    """The comparison group of ``row``: its dataset, split and simulator."""
-    return (row.dataset, row.split, row.simulator)
+    """The comparison group of ``row``: its site, dataset, split and simulator."""
+    return (row.site, row.dataset, row.split, row.simulator)
 
 
 def named_baselines(rows: list[Row], spec: str) -> dict[GroupKey, Row]:
@@ -344,7 +412,7 @@ def build_leaderboard(
         if epochs < 1:
             raise ValueError(f"--epochs must be ≥ 1, got {epochs}")
         samples = samples[samples["epoch"] <= epochs]
-    keys = ["dataset", "split", "row"]
+    keys = ["site", "dataset", "split", "row"]
     rows = [_build_row(g) for _, g in samples.groupby(keys, sort=False)]
     if epochs is not None:
         short = [r.label for r in rows if r.epochs < epochs]
@@ -382,7 +450,9 @@ def build_leaderboard(
         d = paired_bootstrap_diff(
             _on(r, base.common), _on(base, r.common), n_resamples=n_resamples, seed=seed
         )
-        comparisons.append(Comparison(r.label, base.label, d.estimate, d.low, d.high, d.n))
+        comparisons.append(
+            Comparison(r.label, base.label, d.estimate, d.low, d.high, d.n, r.dataset, r.site)
+        )
     base = next(iter(bases.values()), None)
     return Leaderboard(
         rows=rows,
@@ -391,7 +461,78 @@ def build_leaderboard(
         samples=samples,
         n_resamples=n_resamples,
         seed=seed,
+        site_comparisons=compare_sites(rows, n_resamples=n_resamples, seed=seed),
     )
+
+
+CONTROL_STRATEGY = "shuffled"
+"""The control each site's rows are paired with: another unit's explanation, so a row that
+beats it says something about *this* unit."""
+
+
+def _site_order(site: str) -> tuple[int, str]:
+    return (0 if site == "mlp" else 1, site)
+
+
+def compare_sites(rows: list[Row], *, n_resamples: int, seed: int) -> list[SiteComparison]:
+    """For each explainer · strategy · simulator (and split) scored on at least two sites:
+    each site's mean and CI, its paired difference against the site's own shuffled control
+    (same simulator, same units), and unpaired two-sample differences between sites."""
+    controls = {group_key(r): r for r in rows if r.strategy == CONTROL_STRATEGY}
+    triples: dict[tuple[str, str], dict[str, Row]] = {}
+    for r in rows:
+        if not r.neuron_scores:
+            continue  # a row that scored nothing has nothing to compare
+        per_site = triples.setdefault((r.label, r.split), {})
+        name = r.site if r.site not in per_site else f"{r.site} ({r.dataset})"
+        per_site[name] = r
+    out = []
+    for (label, split), per_site in sorted(triples.items()):
+        if len(per_site) < 2:
+            continue
+        names = sorted(per_site, key=_site_order)
+        scores: list[SiteScore] = []
+        values: dict[str, list[float]] = {}
+        paired: dict[str, list[float]] = {}
+        for name in names:
+            r = per_site[name]
+            values[name] = [r.neuron_scores[k] for k in r.common]
+            ctrl = controls.get(group_key(r))
+            d = None
+            if ctrl is not None and ctrl is not r:
+                a, b = _on(r, r.common), _on(ctrl, r.common)
+                paired[name] = [a[k] - b[k] for k in sorted(set(a) & set(b))]
+                d = paired_bootstrap_diff(a, b, n_resamples=n_resamples, seed=seed)
+            nan = float("nan")
+            scores.append(
+                SiteScore(
+                    site=name,
+                    dataset=r.dataset,
+                    mean=r.mean,
+                    ci_low=r.ci_low,
+                    ci_high=r.ci_high,
+                    n=r.n_common,
+                    control=ctrl.label if d is not None and ctrl is not None else None,
+                    vs_control=d.estimate if d else nan,
+                    vs_control_low=d.low if d else nan,
+                    vs_control_high=d.high if d else nan,
+                    n_paired=d.n if d else 0,
+                )
+            )
+        diffs = []
+        for i, minus in enumerate(names):
+            for site in names[i + 1 :]:
+                d = two_sample_bootstrap_diff(
+                    values[site], values[minus], n_resamples=n_resamples, seed=seed
+                )
+                c = two_sample_bootstrap_diff(
+                    paired.get(site, []), paired.get(minus, []), n_resamples=n_resamples, seed=seed
+                )
+                diffs.append(
+                    SiteDiff(site, minus, d.estimate, d.low, d.high, c.estimate, c.low, c.high)
+                )
+        out.append(SiteComparison(label, split, scores, diffs))
+    return out
 
 
 def _f(x: float, digits: int = 3) -> str:
@@ -416,15 +557,19 @@ def coverage(r: Row) -> str:
 
 
 def to_markdown(lb: Leaderboard) -> str:
-    """Compact Markdown tables for the README: rows, paired differences, test-retest."""
-    multi = len({(r.dataset, r.split) for r in lb.rows}) > 1
-    head = ["#", "explainer", "strategy", "simulator"] + (["dataset", "split"] if multi else [])
+    """Compact Markdown tables for the README: rows, paired differences, site comparisons,
+    test-retest."""
+    sites = {r.site for r in lb.rows}
+    # dataset and split only where the site does not already say which recording it is
+    multi = len({(r.site, r.dataset, r.split) for r in lb.rows}) > len(sites)
+    head = ["#", "site", "explainer", "strategy", "simulator"]
+    head += ["dataset", "split"] if multi else []
     head += ["score [95% CI]", "≥0.8", "random-only", "compared", "coverage", "const. sim"]
     head += ["own mean", "tokens/n", "$/n"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in lb.rows:
         strategy = f"{r.strategy} (control)" if r.control else r.strategy
-        cells = [str(r.rank), r.explainer, strategy, r.simulator]
+        cells = [str(r.rank), r.site, r.explainer, strategy, r.simulator]
         cells += [r.dataset, r.split] if multi else []
         cost = "–" if not math.isfinite(r.cost_per_neuron) else f"{r.cost_per_neuron:.2g}"
         cells += [
@@ -441,17 +586,21 @@ def to_markdown(lb: Leaderboard) -> str:
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     lines += [
         "",
+        "Site: the units explained, mlp (MLP neurons) or sae:<name> (an SAE's latents). "
         "Score, CI, ≥0.8 and random-only are over the *compared* neurons: those every row "
-        "with the same simulator (and dataset, split) scored. Coverage: neurons scored / in "
+        "with the same site and simulator (and dataset, split) scored. Coverage: neurons scored / in "
         "the logs, then failed, unscored (constant real activations) and skipped (too few "
         "records) samples. Const. sim: samples scored 0 for a constant simulation. Own mean: "
         "over the row's own scored neurons (not comparable across rows).",
     ]
     out = ["\n".join(lines)]
-    for base_label in dict.fromkeys(c.baseline for c in lb.comparisons):
+    for site, dataset, base_label in dict.fromkeys(
+        (c.site, c.dataset, c.baseline) for c in lb.comparisons
+    ):
+        where = f" on site {site}" if len(sites) > 1 else ""
         cmp = [
-            f"Paired differences vs **{base_label}** (row − baseline, same simulator, "
-            "paired bootstrap over the compared neurons):",
+            f"Paired differences vs **{base_label}**{where} (row − baseline, same site and "
+            "simulator, paired bootstrap over the compared neurons):",
             "",
             "| row | Δ score [95% CI] | compared neurons |",
             "|---|---|---|",
@@ -459,9 +608,11 @@ def to_markdown(lb: Leaderboard) -> str:
         cmp += [
             f"| {c.row} | {_ci(c.diff, c.ci_low, c.ci_high)} | {c.n_shared} |"
             for c in lb.comparisons
-            if c.baseline == base_label
+            if (c.site, c.dataset, c.baseline) == (site, dataset, base_label)
         ]
         out.append("\n".join(cmp))
+    if lb.site_comparisons:
+        out.append(site_comparison_markdown(lb.site_comparisons))
     retest = [r for r in lb.rows if r.epochs >= 2]
     if retest:
         rt = [
@@ -476,6 +627,42 @@ def to_markdown(lb: Leaderboard) -> str:
         ]
         out.append("\n".join(rt))
     return "\n\n".join(out) + "\n"
+
+
+def site_comparison_markdown(comparisons: list[SiteComparison]) -> str:
+    """The site comparison: per site a mean and the paired difference against its own
+    shuffled control, then every pair of sites by an unpaired bootstrap."""
+    parts = [
+        "**Sites compared.** Per site: the row's score over that site's compared units "
+        "(bootstrap 95% CI) and its paired difference against the same site's shuffled "
+        "control (another unit's explanation, same simulator, same units). Between sites: "
+        "differences of those means by an *unpaired* two-sample bootstrap, since the sites' "
+        "units (MLP neurons, SAE latents) are different units and cannot be paired."
+    ]
+    for sc in comparisons:
+        lines = [
+            f"{sc.label} ({sc.split}):",
+            "",
+            "| site | score [95% CI] | − shuffled, paired [95% CI] | units |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {s.site} | {_ci(s.mean, s.ci_low, s.ci_high)} | "
+            f"{_ci(s.vs_control, s.vs_control_low, s.vs_control_high)} | {s.n} |"
+            for s in sc.sites
+        ]
+        lines += [
+            "",
+            "| between sites (unpaired) | Δ score [95% CI] | Δ (− shuffled) [95% CI] |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {d.site} − {d.minus} | {_ci(d.diff, d.ci_low, d.ci_high)} | "
+            f"{_ci(d.control_diff, d.control_ci_low, d.control_ci_high)} |"
+            for d in sc.diffs
+        ]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
 
 
 def to_csv(lb: Leaderboard) -> str:

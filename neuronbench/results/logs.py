@@ -107,6 +107,7 @@ def _eval_info(evals: pd.DataFrame) -> dict[str, dict[str, Any]]:
     for _, row in evals.iterrows():
         dataset = arg(row, "dataset")
         info[row["eval_id"]] = {
+            "site": _eval_site(row.get("metadata"), dataset),
             "created": str(row["created"]),
             "explainer": row["model"],
             "strategy": arg(row, "strategy"),
@@ -116,6 +117,39 @@ def _eval_info(evals: pd.DataFrame) -> dict[str, dict[str, Any]]:
             "eval_epochs": int(row["epochs"]) if row.get("epochs") == row.get("epochs") else 1,
         }
     return info
+
+
+def _eval_site(metadata: Any, dataset: Any) -> str | None:
+    """The recorded site (``mlp``, ``sae:<name>``) of an eval's dataset: from the dataset
+    card the task copies into the eval's metadata, else from the card on disk; None when
+    neither is there (the site is then read off each neuron key)."""
+    meta = _loads(metadata) if isinstance(metadata, str) else metadata
+    card = meta.get("dataset") if isinstance(meta, dict) else None
+    if isinstance(card, dict) and isinstance(card.get("site"), str):
+        return str(card["site"])
+    if isinstance(dataset, str) and dataset:
+        try:
+            with open(os.path.join(dataset, "card.json"), encoding="utf-8") as f:
+                site = json.load(f).get("site")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return str(site) if isinstance(site, str) else None
+    return None
+
+
+def site_from_key(key: str, subject: Any) -> str:
+    """A neuron key's site: ``mlp`` for ``<subject>-L<l>-N<i>``, else the part between the
+    subject and the layer (``NeuronId.key`` writes the site file-safe: ``sae-<name>``)."""
+    import re
+
+    from neuronbench.datasets.schema import safe_name
+
+    prefix = f"{safe_name(str(subject))}-" if isinstance(subject, str) and subject else ""
+    rest = key[len(prefix) :] if prefix and key.startswith(prefix) else key
+    m = re.fullmatch(r"(?:(.+)-)?L\d+-N\d+", rest)
+    if m is None:
+        return "-"
+    return m.group(1) or "mlp"
 
 
 def _primary(values: dict[str, Any]) -> str | None:
@@ -132,7 +166,8 @@ def load_samples(log_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """One row per (eval, neuron, epoch) of every ``explain_neurons`` log under ``log_dir``.
 
     Columns: ``row`` (explainer · strategy · simulator), ``explainer``, ``strategy``,
-    ``simulator``, ``dataset``, ``split``, ``control``, ``neuron``, ``epoch``, ``layer``,
+    ``simulator``, ``dataset``, ``split``, ``control``, ``site`` (``mlp``, ``sae:<name>``:
+    the dataset card's, else read off the neuron key), ``neuron``, ``epoch``, ``layer``,
     ``index``, ``subject``, ``firing_rate``, ``max_activation``, ``explanation``,
     ``status`` (the headline score's metadata status: ok / failed / unscored / skipped, or
     error / missing when the sample has no headline score), ``reason``,
@@ -203,6 +238,7 @@ def load_samples(log_dir: str | os.PathLike[str]) -> pd.DataFrame:
                 "strategy": strategy,
                 "row": f"{ev['explainer']} · {strategy} · {ev['simulator']}",
                 "control": strategy in CONTROL_STRATEGIES,
+                "site": ev["site"] or site_from_key(str(rec["id"]), rec.get("metadata_subject")),
                 "neuron": str(rec["id"]),
                 "epoch": int(rec["epoch"]),
                 "layer": rec.get("metadata_layer"),

@@ -54,12 +54,17 @@ def plots_dir(results_dir: str | os.PathLike[str]) -> Path:
     return Path(results_dir) / PLOTS_DIR
 
 
-def row_label(row: Row, *, where: bool = False) -> str:
-    """``#rank explainer · strategy · simulator``; ``where`` adds ``[dataset/split]`` for
-    leaderboards that mix datasets or splits (the same row can then appear twice)."""
+def row_label(row: Row, *, where: bool = False, site_only: bool = False) -> str:
+    """``#rank explainer · strategy · simulator``; ``where`` adds ``[site, dataset/split]``
+    for leaderboards that mix sites, datasets or splits (the same row can then appear
+    several times), or just ``[site]`` with ``site_only`` (each site one recording)."""
     control = " (control)" if row.control else ""
     label = f"#{row.rank} {row.explainer} · {row.strategy}{control} · {row.simulator}"
-    return f"{label} [{row.dataset}/{row.split}]" if where else label
+    if not where:
+        return label
+    return (
+        f"{label} [{row.site}]" if site_only else f"{label} [{row.site}, {row.dataset}/{row.split}]"
+    )
 
 
 def no_score_note(row: Row) -> str | None:
@@ -322,8 +327,9 @@ def figures(lb: Leaderboard, stems: tuple[str, ...] = PLOTS) -> dict[str, Figure
     if unknown:
         raise ValueError(f"unknown plots {unknown}; known: {', '.join(PLOTS)}")
     per_row = [_scored(lb, r) for r in lb.rows]
-    where = len({(r.dataset, r.split) for r in lb.rows}) > 1
-    labels = [row_label(r, where=where) for r in lb.rows]
+    recordings = {(r.site, r.dataset, r.split) for r in lb.rows}
+    site_only = len(recordings) == len({r.site for r in lb.rows})
+    labels = [row_label(r, where=len(recordings) > 1, site_only=site_only) for r in lb.rows]
     build: dict[str, Callable[[], Figure]] = {
         "score_distribution": lambda: _score_distribution(lb, per_row, labels),
         "score_by_layer": lambda: _score_by_layer(lb, per_row, labels),

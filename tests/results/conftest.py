@@ -61,15 +61,23 @@ class RowSpec:
     """Noise seed of this row."""
     simulator: str = "generation"
     """Task arg ``simulator`` (rows are compared only within one simulator)."""
+    site: str | None = None
+    """The dataset card's site in the eval metadata (``mlp``, ``sae:<name>``); None: no card,
+    as in logs of tasks that copy none. Units of another site are other units: their keys
+    and difficulties differ."""
+    dataset: str = "/data/synthetic"
+    """Task arg ``dataset``."""
 
 
-def neuron_key(i: int) -> str:
-    return f"test-subject-L{i % 3}-N{i}"
+def neuron_key(i: int, site: str | None = None) -> str:
+    where = "" if site in (None, "mlp") else f"{site.replace(':', '-')}-"
+    return f"test-subject-{where}L{i % 3}-N{i}"
 
 
 def true_score(spec: RowSpec, i: int, epoch: int = 1) -> float:
     """The score the synthetic scorer gives neuron ``i`` of ``spec`` in ``epoch``."""
-    difficulty = np.random.default_rng([7, i]).normal(0.0, DIFFICULTY_SD)
+    unit = [7, i] if spec.site in (None, "mlp") else [7, i, *spec.site.encode()]
+    difficulty = np.random.default_rng(unit).normal(0.0, DIFFICULTY_SD)
     noise = np.random.default_rng([spec.seed, i, epoch]).normal(0.0, NOISE_SD)
     return float(spec.mu + difficulty + noise)
 
@@ -162,7 +170,7 @@ def _run(spec: RowSpec, log_dir: Path) -> None:
     ) -> Task:
         samples = [
             Sample(
-                id=neuron_key(i),
+                id=neuron_key(i, spec.site),
                 input="explain this neuron",
                 metadata={
                     "layer": i % 3,
@@ -176,14 +184,15 @@ def _run(spec: RowSpec, log_dir: Path) -> None:
             )
             for i in range(spec.neurons)
         ]
-        return Task(dataset=samples, solver=explain(), scorer=simulation())
+        card = {"dataset": {"site": spec.site}} if spec.site else None
+        return Task(dataset=samples, solver=explain(), scorer=simulation(), metadata=card)
 
     explainer = get_model(
         f"mockllm/{spec.explainer}", custom_outputs=lambda *a: output(f"{spec.explainer} says")
     )
     simulator = get_model("mockllm/sim", custom_outputs=lambda *a: output("0"))
     [log] = eval(
-        explain_neurons(strategy=spec.strategy, simulator=spec.simulator),
+        explain_neurons(strategy=spec.strategy, simulator=spec.simulator, dataset=spec.dataset),
         model=explainer,
         model_roles={"simulator": simulator},
         epochs=spec.epochs,

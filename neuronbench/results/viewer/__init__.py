@@ -84,8 +84,8 @@ def viewer_data(log_dir: str | os.PathLike[str], *, bundle: str | None = None) -
     samples = load_samples(log_dir)
     records = _records(sorted(samples["log"].unique()))
     runs: list[dict[str, Any]] = []
-    run_index: dict[tuple[str, str, str], int] = {}
-    for key, group in samples.groupby(["dataset", "split", "row"], sort=True):
+    run_index: dict[tuple[str, str, str, str], int] = {}
+    for key, group in samples.groupby(["site", "dataset", "split", "row"], sort=True):
         first = group.iloc[0]
         run_index[key] = len(runs)
         runs.append(
@@ -95,6 +95,7 @@ def viewer_data(log_dir: str | os.PathLike[str], *, bundle: str | None = None) -
                 "strategy": first["strategy"],
                 "simulator": first["simulator"],
                 "dataset": first["dataset"],
+                "site": first["site"],
                 "split": first["split"],
                 "control": bool(first["control"]),
             }
@@ -104,7 +105,8 @@ def viewer_data(log_dir: str | os.PathLike[str], *, bundle: str | None = None) -
         entries.append(
             {
                 "neuron": s["neuron"],
-                "run": run_index[(s["dataset"], s["split"], s["row"])],
+                "run": run_index[(s["site"], s["dataset"], s["split"], s["row"])],
+                "site": s["site"],
                 "epoch": s["epoch"],
                 "layer": s["layer"],
                 "index": s["index"],

@@ -36,10 +36,12 @@
   }
   // The row label names explainer · strategy · simulator: one explainer and strategy
   // scored by two simulators are two different rows.
-  function runLabel(s) {
-    var r = runs[s.run];
-    return r.label + (r.control ? " (control)" : "");
+  // With several sites (MLP neurons, SAE latents) a run is named with its site first.
+  var manySites = runs.some(function (r) { return r.site !== runs[0].site; });
+  function runName(r) {
+    return (manySites ? r.site + " · " : "") + r.label + (r.control ? " (control)" : "");
   }
+  function runLabel(s) { return runName(runs[s.run]); }
   function sortValue(s, key) {
     if (key === "run") return runLabel(s);
     return s[key];
@@ -74,7 +76,7 @@
     var select = document.getElementById("run-filter");
     select.appendChild(el("option", { value: "all" }, "all runs"));
     runs.forEach(function (r, i) {
-      select.appendChild(el("option", { value: String(i) }, r.label + (r.control ? " (control)" : "")));
+      select.appendChild(el("option", { value: String(i) }, runName(r)));
     });
     select.addEventListener("change", function () { state.run = select.value; renderList(); });
     var search = document.getElementById("search");
@@ -175,7 +177,8 @@
     state.chosen = chosen.i;
     var n = mine[0];
     detail.appendChild(el("h2", { id: "detail-title" }, n.neuron));
-    detail.appendChild(el("p", {}, "layer " + n.layer + ", index " + n.index + ", firing rate " +
+    detail.appendChild(el("p", { id: "detail-site" }, "site " + (n.site || "mlp") + ", layer " + n.layer +
+      ", index " + n.index + ", firing rate " +
       fmt(n.firing_rate, 4) + ", max activation " + fmt(n.max_activation, 3)));
 
     detail.appendChild(el("h3", {}, "Explanations"));
