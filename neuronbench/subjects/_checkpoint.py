@@ -19,12 +19,15 @@ from neuronbench.subjects._state import LayerState, RecorderConfig, RecorderStat
 
 STATE_FILE = "state.safetensors"
 CHECKPOINT_DIR = ".checkpoint"
-FORMAT = "neuronbench-recorder-state/3"
-"""/3: exact integer power sums (``L{layer}.psum``) and the batch sizes used; /2 kept float
-moments (a merge only float-close to one run); /1 shared one random sample."""
+FORMAT = "neuronbench-recorder-state/4"
+"""/4: per-token activations in a compacted pool of rows (``L{layer}.pool``) indexed by
+``*_row`` slots; /3 kept dense (slots, n, L) activations; /3 added exact integer power sums
+and the batch sizes used; /2 kept float moments (a merge only float-close to one run); /1
+shared one random sample."""
 _OLD_FORMATS = {
     "neuronbench-recorder-state/1": "one random sample shared by all neurons",
     "neuronbench-recorder-state/2": "float moments that merge only approximately",
+    "neuronbench-recorder-state/3": "dense per-token activations for every slot",
 }
 
 
@@ -37,8 +40,10 @@ def save_state(state: RecorderState, path: str | Path) -> Path:
     for layer, ls in state.layers.items():
         normalize(ls.psum)  # one form per value, so equal states give equal files
         ls.pending = 0
-        for name in LayerState.TENSORS:
+        ls.compact(force=True)  # live rows only, in slot order
+        for name in LayerState.STORED:
             tensors[f"L{layer}.{name}"] = getattr(ls, name)
+        tensors[f"L{layer}.pool"] = ls.pool[: ls.used].clone()  # not the reserve
     header = {
         "format": FORMAT,
         "config": state.config.to_dict(),
@@ -83,10 +88,7 @@ def load_state(path: str | Path) -> RecorderState:
         if header.get("format") != FORMAT:
             raise DatasetError(f"{path}: unknown state format {header.get('format')!r}")
         config = RecorderConfig.from_dict(header["config"])
-        layers = {
-            layer: LayerState(**{n: tensors[f"L{layer}.{n}"] for n in LayerState.TENSORS})
-            for layer in config.layers
-        }
+        layers = {layer: _layer(tensors, layer) for layer in config.layers}
         return RecorderState(
             config=config,
             layers=layers,
@@ -102,6 +104,24 @@ def load_state(path: str | Path) -> RecorderState:
         if isinstance(e, DatasetError):
             raise
         raise DatasetError(f"{path}: malformed recorder state (missing or bad {e})") from None
+
+
+def _layer(tensors: dict[str, Any], layer: int) -> LayerState:
+    import torch
+
+    pool = tensors[f"L{layer}.pool"]
+    ls = LayerState(
+        **{n: tensors[f"L{layer}.{n}"] for n in LayerState.STORED},
+        pool=pool,
+        pool_max=pool.amax(dim=-1) if pool.shape[1] else torch.zeros(len(pool)),
+        used=len(pool),
+    )
+    rows = [getattr(ls, n) for n in LayerState.ROWS]
+    if len(pool) < 1 or bool(pool[0].view(torch.int32).any()):
+        raise ValueError(f"L{layer}.pool row 0 (must be all zero)")
+    if any(bool(((r < 0) | (r >= len(pool))).any()) for r in rows):
+        raise ValueError(f"L{layer}.pool rows")
+    return ls
 
 
 def checkpoint_path(out: str | Path) -> Path:

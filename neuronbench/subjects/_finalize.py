@@ -152,13 +152,18 @@ def _batch_size(state: RecorderState) -> int | list[int] | None:
     return sizes[0] if len(sizes) == 1 else (sizes or None)
 
 
+CHUNK = 128
+"""Neurons whose records are built at once: a layer's records as Python floats would take
+~32 bytes per activation (3 GB for 16k latents), a chunk's take a few MB."""
+
+
 def layer_records(
     state: RecorderState, tokens: dict[int, list[str]]
-) -> Iterator[tuple[int, list[NeuronRecord]]]:
-    """(layer, its neuron records by index), built one layer at a time.
+) -> Iterator[tuple[int, Iterator[NeuronRecord]]]:
+    """(layer, its neuron records by index, built lazily), one layer at a time.
 
-    A consumer that writes each layer and drops it holds one layer's Python records at
-    once: all layers of a model together take many GB (8 GB for 8 SmolLM2 layers).
+    Consume each layer's records before the next layer: ``save_layers`` writes them a row
+    group at a time, so memory holds one chunk of records, never a layer's or a model's.
     """
     canonical(state)
     return _layers(state, tokens)
@@ -166,8 +171,18 @@ def layer_records(
 
 def _layers(
     state: RecorderState, tokens: dict[int, list[str]]
-) -> Iterator[tuple[int, list[NeuronRecord]]]:
+) -> Iterator[tuple[int, Iterator[NeuronRecord]]]:
+    for layer in state.layers:
+        yield layer, _neurons(state, layer, tokens)
+
+
+def _neurons(
+    state: RecorderState, layer: int, tokens: dict[int, list[str]]
+) -> Iterator[NeuronRecord]:
+    import torch
+
     cfg = state.config
+    ls = state.layers[layer]
 
     def recs(positions: list[int], acts: list[list[float]]) -> list[ActivationRecord]:
         return [
@@ -176,34 +191,32 @@ def _layers(
             if p != EMPTY
         ]
 
-    for layer, ls in state.layers.items():
-        mo = moments(ls, state.n_tokens)
-        top_pos = ls.top_pos.T.tolist()  # (n, k)
-        top_act = ls.top_act.transpose(0, 1).tolist()  # (n, k, L)
-        rand_pos = ls.rand_pos.T.tolist()  # (n, r)
-        rand_act = ls.rand_act.transpose(0, 1).tolist()  # (n, r, L)
-        q_pos = ls.q_pos.permute(2, 0, 1).tolist()  # (n, Q, p)
-        q_act = ls.q_act.permute(2, 0, 1, 3).tolist()  # (n, Q, p, L)
-        bounds = ls.q_bound.T.tolist()  # (n, Q-1)
-        yield (
-            layer,
-            [
-                NeuronRecord(
-                    id=NeuronId(cfg.subject_name, layer, j, site=cfg.site),
-                    top=recs(top_pos[j], top_act[j]),
-                    random=recs(rand_pos[j], rand_act[j]),
-                    quantile=[recs(q_pos[j][q], q_act[j][q]) for q in range(cfg.n_quantiles)],
-                    quantile_boundaries=bounds[j] if cfg.n_quantiles else [],
-                    mean=mo.mean[j],
-                    variance=mo.variance[j],
-                    skewness=mo.skewness[j],
-                    kurtosis=mo.kurtosis[j],
-                    firing_rate=mo.firing_rate[j],
-                    n_tokens=state.n_tokens,
-                )
-                for j in kept_units(state, layer)
-            ],
-        )
+    mo = moments(ls, state.n_tokens)
+    units = kept_units(state, layer)
+    for c in range(0, len(units), CHUNK):
+        js = units[c : c + CHUNK]
+        sel = torch.tensor(js, dtype=torch.int64)
+        top_pos = ls.top_pos[:, sel].T.tolist()  # (c, k)
+        top_act = ls.pool[ls.top_row[:, sel].T].tolist()  # (c, k, L)
+        rand_pos = ls.rand_pos[:, sel].T.tolist()  # (c, r)
+        rand_act = ls.pool[ls.rand_row[:, sel].T].tolist()  # (c, r, L)
+        q_pos = ls.q_pos[:, :, sel].permute(2, 0, 1).tolist()  # (c, Q, p)
+        q_act = ls.pool[ls.q_row[:, :, sel].permute(2, 0, 1)].tolist()  # (c, Q, p, L)
+        bounds = ls.q_bound[:, sel].T.tolist()  # (c, Q-1)
+        for i, j in enumerate(js):
+            yield NeuronRecord(
+                id=NeuronId(cfg.subject_name, layer, j, site=cfg.site),
+                top=recs(top_pos[i], top_act[i]),
+                random=recs(rand_pos[i], rand_act[i]),
+                quantile=[recs(q_pos[i][q], q_act[i][q]) for q in range(cfg.n_quantiles)],
+                quantile_boundaries=bounds[i] if cfg.n_quantiles else [],
+                mean=mo.mean[j],
+                variance=mo.variance[j],
+                skewness=mo.skewness[j],
+                kurtosis=mo.kurtosis[j],
+                firing_rate=mo.firing_rate[j],
+                n_tokens=state.n_tokens,
+            )
 
 
 def to_dataset(

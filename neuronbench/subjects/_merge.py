@@ -25,7 +25,6 @@ from neuronbench.subjects._state import (
     lexorder,
     neuron_keys,
     new_state,
-    take,
 )
 
 if TYPE_CHECKING:
@@ -88,28 +87,33 @@ def _merge_into(out: RecorderState, s: RecorderState) -> None:
     cfg = out.config
     for layer, a in out.layers.items():
         b = s.layers[layer]
+        b_top, b_rand, b_q = _adopt_pool(a, b)
         neurons = torch.arange(cfg.d_mlp)
         # top-k of the union; the rest (k, n) goes down to the random selection
         vals = torch.cat([a.top_val, b.top_val])  # (2k, n)
         tpos = torch.cat([a.top_pos, b.top_pos])
-        tact = torch.cat([a.top_act, b.top_act])  # (2k, n, L)
+        trow = torch.cat([a.top_row, b_top])  # pool rows: records are never copied
         order = lexorder(vals, tpos, 0, descending=True)
         keep, drop = order[: cfg.top_k], order[cfg.top_k :]
-        a.top_act = take(tact, keep, 0)
-        a.top_val, a.top_pos = vals.gather(0, keep), tpos.gather(0, keep)
-        down_pos, down_act = tpos.gather(0, drop), take(tact, drop, 0)
+        a.top_val, a.top_pos, a.top_row = (
+            vals.gather(0, keep),
+            tpos.gather(0, keep),
+            trow.gather(0, keep),
+        )
+        down_pos, down_row = tpos.gather(0, drop), trow.gather(0, drop)
         if cfg.n_random:
             down_key = neuron_keys(cfg.seed, RANDOM_SALT, layer, down_pos, neurons)
             rkey = torch.cat([a.rand_key, b.rand_key, down_key])  # (2r + k, n)
             rpos = torch.cat([a.rand_pos, b.rand_pos, down_pos])
-            ract = torch.cat([a.rand_act, b.rand_act, down_act])
+            rrow = torch.cat([a.rand_row, b_rand, down_row])
             order = lexorder(rkey, rpos, 0, descending=False)
             keep, drop = order[: cfg.n_random], order[cfg.n_random :]
-            a.rand_act = take(ract, keep, 0)
             a.rand_key, a.rand_pos = rkey.gather(0, keep), rpos.gather(0, keep)
-            down_pos, down_act = rpos.gather(0, drop), take(ract, drop, 0)
+            a.rand_row = rrow.gather(0, keep)
+            down_pos, down_row = rpos.gather(0, drop), rrow.gather(0, drop)
         if cfg.n_quantiles:
-            _merge_bins(a, b, cfg.seed, layer, down_pos, down_act, cfg.per_quantile)
+            _merge_bins(a, b, b_q, cfg.seed, layer, down_pos, down_row, cfg.per_quantile)
+        a.compact(force=True)  # the records that fell out of every sample
         a.psum = a.psum + b.psum  # each limb < 2**62 (``_moments``): no overflow
         normalize(a.psum)
         a.fire = a.fire + b.fire
@@ -117,23 +121,40 @@ def _merge_into(out: RecorderState, s: RecorderState) -> None:
     out.n_records += s.n_records
 
 
+def _adopt_pool(a: LayerState, b: LayerState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Append ``b``'s live pool rows to ``a``'s; returns ``b``'s top, random and bin rows
+    renumbered into ``a``'s pool (row 0, the shared zero row, stays 0)."""
+    import torch
+
+    b.compact(force=True)
+    offset = a.used - 1
+    a.pool = torch.cat([a.pool[: a.used], b.pool[1 : b.used]])
+    a.pool_max = torch.cat([a.pool_max[: a.used], b.pool_max[1 : b.used]])
+    a.used += b.used - 1
+    return tuple(  # type: ignore[return-value]
+        torch.where(rows != 0, rows + offset, 0) for rows in (b.top_row, b.rand_row, b.q_row)
+    )
+
+
 def _merge_bins(
     a: LayerState,
     b: LayerState,
+    b_q: torch.Tensor,
     seed: int,
     layer: int,
     down_pos: torch.Tensor,
-    down_act: torch.Tensor,
+    down_row: torch.Tensor,
     per_quantile: int,
 ) -> None:
-    """Each bin of ``a`` <- bottom-p of both bin samples and the passed-down records
-    (``down_pos`` (m, n), ``down_act`` (m, n, L)) that fall in the bin."""
+    """Each bin of ``a`` <- bottom-p of both bin samples (``b``'s pool rows ``b_q``, already
+    in ``a``'s pool) and the passed-down records (``down_pos`` (m, n), pool rows
+    ``down_row`` (m, n)) that fall in the bin."""
     import torch
 
     neurons = torch.arange(down_pos.shape[1])
     down_key = neuron_keys(seed, QUANTILE_SALT, layer, down_pos, neurons)  # (m, n)
-    down_bin = (down_act.amax(dim=-1)[:, None] >= a.q_bound[None]).sum(dim=1)  # (m, n)
-    keys, poss, acts = [], [], []
+    down_bin = (a.rows_max(down_row)[:, None] >= a.q_bound[None]).sum(dim=1)  # (m, n)
+    keys, poss, rows = [], [], []
     for q in range(a.q_key.shape[0]):
         inside = down_bin == q
         qk = torch.cat([a.q_key[q], b.q_key[q], torch.where(inside, down_key, EMPTY)])
@@ -141,28 +162,28 @@ def _merge_bins(
         keep = lexorder(qk, qp, 0, descending=False)[:per_quantile]  # (p, n)
         keys.append(qk.gather(0, keep))
         poss.append(qp.gather(0, keep))
-        inside_act = torch.where(inside[..., None], down_act, 0.0)  # empty slots hold zeros
-        acts.append(take(torch.cat([a.q_act[q], b.q_act[q], inside_act]), keep, 0))
-    a.q_key, a.q_pos, a.q_act = torch.stack(keys), torch.stack(poss), torch.stack(acts)
+        inside_row = torch.where(inside, down_row, 0)  # empty slots hold the zero row
+        rows.append(torch.cat([a.q_row[q], b_q[q], inside_row]).gather(0, keep))
+    a.q_key, a.q_pos, a.q_row = torch.stack(keys), torch.stack(poss), torch.stack(rows)
 
 
 def canonical(state: RecorderState) -> RecorderState:
     """Sort the slots into output order, in place: top by (max activation desc, position
     asc), random and bin samples by (key, position) asc, moment limbs normalized. Streaming
     leaves slots in arrival order; after this, equal record sets give equal tensors (a merge
-    is already canonical).
+    is already canonical). Only the slots' pool rows move, never the activations.
     """
     for ls in state.layers.values():
         normalize(ls.psum)
         ls.pending = 0
         rand = lexorder(ls.rand_key, ls.rand_pos, 0, descending=False)
-        ls.rand_act = take(ls.rand_act, rand, 0)
+        ls.rand_row = ls.rand_row.gather(0, rand)
         ls.rand_key, ls.rand_pos = ls.rand_key.gather(0, rand), ls.rand_pos.gather(0, rand)
         top = lexorder(ls.top_val, ls.top_pos, 0, descending=True)
-        ls.top_act = take(ls.top_act, top, 0)
+        ls.top_row = ls.top_row.gather(0, top)
         ls.top_val, ls.top_pos = ls.top_val.gather(0, top), ls.top_pos.gather(0, top)
         bins = lexorder(ls.q_key, ls.q_pos, 1, descending=False)
-        ls.q_act = take(ls.q_act, bins, 1)
+        ls.q_row = ls.q_row.gather(1, bins)
         ls.q_key, ls.q_pos = ls.q_key.gather(1, bins), ls.q_pos.gather(1, bins)
     return state
 

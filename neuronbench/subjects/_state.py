@@ -33,8 +33,20 @@ evicted. So the set offered to the random sample, *seen minus running top-k*, on
 grows, and at the end it is *all minus final top-k*. Bottom-k by a fixed key of a
 growing set, offered each element once in any order, is the bottom-k of the final set.
 The same holds one stage down (a record evicted from the random sample never returns),
-so the quantile samples are exact too. Memory is what a shared sample used: ``n_random``
-records per neuron, plus their keys and positions.
+so the quantile samples are exact too.
+
+Memory: the per-slot scalars (values, keys, positions, pool rows) are dense (slots, n)
+tensors, ~1.5 kB per neuron at the default 95 slots; the per-token activations, L floats
+per record, are not: they live in a per-layer *pool* of rows that slots point into. An
+SAE latent fires on few records, so most of its random and quantile records, and every
+empty slot, are all zero: those share row 0 and cost nothing. A dense (slots, n, L) tensor
+would cost 400 MB per 16k latents whatever they fire on; the pool costs what the latents
+hold, ~2x (garbage: rows of records since dropped, compacted once they outnumber the live
+ones, between batches). A batch copies only the (record, neuron) pairs that may enter a
+stage (``_stream``), a merge moves row indices, never activations (``_merge``), and the
+pool's reserve is allocated untouched (``LayerState._grow``). Why a pool, not sparse
+per-token storage: a kept record is read whole (finalize, merge bins), MLP neurons fill
+every row anyway, and one code path for both sites keeps one set of exactness tests.
 
 Why merge stays exact: the shards' top-k, random and quantile samples are each the same
 selection over that shard's records; merging keeps the top-k of the union, offers the
@@ -130,7 +142,12 @@ class RecorderConfig:
 @dataclass
 class LayerState:
     """Running summaries of one layer's neurons. Shapes: k top, r random, Q bins, p per bin,
-    n neurons, L record length."""
+    n neurons, L record length.
+
+    Per-token activations live in ``pool`` (see the module docstring, "Memory"): each slot
+    holds the index of its record's row, 0 (the shared all-zero row) for an empty slot or a
+    record whose every activation is +0.0. ``top_act``, ``rand_act`` and ``q_act`` build
+    the dense view (for tests and small layers only: it is k * n * L floats)."""
 
     top_val: torch.Tensor
     """(k, n) float32: max activation of each kept top record (-inf = empty slot).
@@ -138,27 +155,37 @@ class LayerState:
     Slots are unordered while streaming; ``_merge.canonical`` sorts them descending."""
     top_pos: torch.Tensor
     """(k, n) int64: corpus position of each kept top record (``EMPTY`` = empty)."""
-    top_act: torch.Tensor
-    """(k, n, L) float32: per-token activations of the kept top records."""
+    top_row: torch.Tensor
+    """(k, n) int64: ``pool`` row of each kept top record's per-token activations."""
     rand_key: torch.Tensor
     """(r, n) int64: per-neuron hash keys of the random records (``EMPTY`` = empty slot)."""
     rand_pos: torch.Tensor
     """(r, n) int64: positions of each neuron's random records."""
-    rand_act: torch.Tensor
-    """(r, n, L) float32: per-token activations of each neuron's random records."""
+    rand_row: torch.Tensor
+    """(r, n) int64: ``pool`` rows of each neuron's random records."""
     q_bound: torch.Tensor
     """(Q-1, n) float32: interior bin edges of record max activation, ascending."""
     q_key: torch.Tensor
     """(Q, p, n) int64: per-neuron hash keys of the records kept per bin (``EMPTY`` = empty)."""
     q_pos: torch.Tensor
     """(Q, p, n) int64: positions of the records kept per bin."""
-    q_act: torch.Tensor
-    """(Q, p, n, L) float32: per-token activations of the records kept per bin."""
+    q_row: torch.Tensor
+    """(Q, p, n) int64: ``pool`` rows of the records kept per bin."""
     psum: torch.Tensor
     """(4, LIMBS, n) int64: exact sums of x, x**2, x**3, x**4 over all tokens, as 32-bit
     limbs of a fixed-point integer (``_moments``)."""
     fire: torch.Tensor
     """(n,) int64: number of tokens with activation > 0."""
+    pool: torch.Tensor
+    """(capacity, L) float32: per-token activations of kept records; row 0 is all zeros and
+    shared, rows ``1..used-1`` are kept records or garbage (records since dropped)."""
+    pool_max: torch.Tensor
+    """(capacity,) float32: max activation of each ``pool`` row (a displaced random record
+    needs its bin)."""
+    used: int = 1
+    """Rows of ``pool`` in use (live or garbage); row 0 always."""
+    last_live: int = 0
+    """Live rows at ``compact``'s last count (not saved)."""
     pending: int = 0
     """Records added to ``psum`` since its limbs were last normalized (not saved: a saved
     state is normalized)."""
@@ -177,6 +204,128 @@ class LayerState:
         "psum",
         "fire",
     )
+    """What a layer state holds, as dense tensors: equal recordings give equal tensors."""
+    STORED = (
+        "top_val",
+        "top_pos",
+        "top_row",
+        "rand_key",
+        "rand_pos",
+        "rand_row",
+        "q_bound",
+        "q_key",
+        "q_pos",
+        "q_row",
+        "psum",
+        "fire",
+    )
+    """The tensors a checkpoint saves, besides the compacted ``pool``."""
+    ROWS = ("top_row", "rand_row", "q_row")
+
+    @property
+    def top_act(self) -> torch.Tensor:
+        """(k, n, L) float32: per-token activations of the kept top records."""
+        return self.pool[self.top_row]
+
+    @property
+    def rand_act(self) -> torch.Tensor:
+        """(r, n, L) float32: per-token activations of each neuron's random records."""
+        return self.pool[self.rand_row]
+
+    @property
+    def q_act(self) -> torch.Tensor:
+        """(Q, p, n, L) float32: per-token activations of the records kept per bin."""
+        return self.pool[self.q_row]
+
+    def rows_max(self, rows: torch.Tensor) -> torch.Tensor:
+        """Max activation of the records in pool ``rows`` (any shape)."""
+        return self.pool_max[rows]
+
+    def add_rows(self, acts: torch.Tensor, maxima: torch.Tensor) -> torch.Tensor:
+        """Store records ``acts`` (w, L) with their maxima (w,); returns their rows (w,). An
+        all-zero record (every bit zero: -0.0 keeps a row of its own) gets the shared row 0
+        and costs nothing."""
+        import torch
+
+        nz = (acts.view(torch.int32) != 0).any(dim=-1)
+        w = int(nz.sum())
+        if w == acts.shape[0]:  # every record non-zero (MLP neurons): no masking
+            rows = torch.arange(self.used, self.used + w)
+        else:
+            rows = torch.zeros(acts.shape[0], dtype=torch.int64)
+            if w == 0:
+                return rows
+            acts, maxima = acts[nz], maxima[nz]
+            rows[nz] = torch.arange(self.used, self.used + w)
+        if self.used + w > self.pool.shape[0]:
+            self._grow(self.used + w)
+        self.pool[self.used : self.used + w] = acts
+        self.pool_max[self.used : self.used + w] = maxima
+        self.used += w
+        return rows
+
+    def _grow(self, need: int) -> None:
+        """Reallocate ``pool`` for at least ``need`` rows. The first growth reserves room for
+        twice the slots (capped at ``RESERVE_ROWS``) with ``torch.empty``: untouched pages
+        are not resident, so an SAE layer's mostly empty reserve costs no memory, and an
+        MLP layer's pool, like its dense tensors before, never moves again."""
+        import torch
+
+        slots = sum(getattr(self, name).numel() for name in self.ROWS)
+        reserve = min(2 * slots + COMPACT_SLACK, RESERVE_ROWS)
+        cap = max(need, 2 * self.pool.shape[0], reserve)
+        pool = torch.empty((cap, self.pool.shape[1]), dtype=torch.float32)
+        pool_max = torch.empty(cap, dtype=torch.float32)
+        pool[: self.used] = self.pool[: self.used]
+        pool_max[: self.used] = self.pool_max[: self.used]
+        self.pool, self.pool_max = pool, pool_max
+
+    def live_rows(self) -> int:
+        """Rows some slot holds (each kept record is in exactly one slot)."""
+        import torch
+
+        return sum(int(torch.count_nonzero(getattr(self, name))) for name in self.ROWS)
+
+    def compact(self, force: bool = False) -> None:
+        """Drop garbage rows once they outnumber the live ones (or always, with ``force``):
+        live rows move to the front of the pool, in slot order, so its used part stays
+        within ~2x of what the slots hold. Only between batches: rows in flight in a
+        cascade are in no slot. Counting live rows scans every slot, so it runs only once
+        the pool passed twice the last count."""
+        import torch
+
+        if not force and self.used - 1 <= 2 * self.last_live + COMPACT_SLACK:
+            return
+        live = self.live_rows()
+        self.last_live = live
+        if not force and self.used - 1 - live <= max(live, COMPACT_SLACK):
+            return
+        order = []
+        nxt = 1
+        for name in self.ROWS:
+            rows = getattr(self, name)
+            nz = rows != 0
+            m = int(nz.sum())
+            order.append(rows[nz])
+            new = torch.zeros_like(rows)
+            new[nz] = torch.arange(nxt, nxt + m)
+            setattr(self, name, new)
+            nxt += m
+        old = torch.cat(order)
+        if force:  # saving or merging: a pool of exactly the live rows, a new tensor (the
+            # old one may be an inference tensor, read-only outside inference mode)
+            self.pool = torch.cat([self.pool[:1], self.pool[old]])
+            self.pool_max = torch.cat([self.pool_max[:1], self.pool_max[old]])
+        else:  # streaming: in place, keeping the reserve
+            self.pool[1 : 1 + live] = self.pool[old]  # gathered first: overlap is safe
+            self.pool_max[1 : 1 + live] = self.pool_max[old]
+        self.used = 1 + live
+
+
+COMPACT_SLACK = 1024
+"""Garbage rows tolerated whatever the live count (a small pool is not worth compacting)."""
+RESERVE_ROWS = 2**20
+"""Most rows reserved ahead (256 MiB of address space at 64 tokens per record)."""
 
 
 @dataclass
@@ -302,16 +451,18 @@ def new_state(config: RecorderConfig) -> RecorderState:
         return LayerState(
             top_val=torch.full((k, n), float("-inf"), dtype=f32),
             top_pos=torch.full((k, n), EMPTY, dtype=i64),
-            top_act=torch.zeros((k, n, L), dtype=f32),
+            top_row=torch.zeros((k, n), dtype=i64),
             rand_key=torch.full((r, n), EMPTY, dtype=i64),
             rand_pos=torch.full((r, n), EMPTY, dtype=i64),
-            rand_act=torch.zeros((r, n, L), dtype=f32),
+            rand_row=torch.zeros((r, n), dtype=i64),
             q_bound=torch.zeros((max(q - 1, 0), n), dtype=f32),
             q_key=torch.full((q, p, n), EMPTY, dtype=i64),
             q_pos=torch.full((q, p, n), EMPTY, dtype=i64),
-            q_act=torch.zeros((q, p, n, L), dtype=f32),
+            q_row=torch.zeros((q, p, n), dtype=i64),
             psum=new_psum(n),
             fire=torch.zeros(n, dtype=i64),
+            pool=torch.zeros((1, L), dtype=f32),
+            pool_max=torch.zeros(1, dtype=f32),
         )
 
     return RecorderState(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from neuronbench.datasets.errors import DatasetError
-from neuronbench.subjects._moments import accumulate, record_sums
+from neuronbench.subjects._moments import accumulate, normalize, record_sums
 from neuronbench.subjects._state import (
     EMPTY,
     QUANTILE_SALT,
@@ -59,19 +59,46 @@ def update(state: RecorderState, positions: list[int], acts: dict[int, torch.Ten
                 f"layer {layer}: non-finite activation in the records at positions {positions}"
             )
         per_token = a.transpose(1, 2)  # (B, n, L), a view
-        _Cascade(ls, cfg.seed, layer).run(rec_max, per_token, pos)
-        ls.pending = accumulate(ls.psum, record_sums(a), ls.pending)
-        ls.fire += (a > 0).reshape(-1, a.shape[2]).sum(dim=0, dtype=torch.int32)  # 1.5x int64
+        _Cascade(ls, cfg.seed, layer, per_token).run(rec_max, pos)
+        ls.compact()
+        _moments(ls, a)
     state.n_tokens += len(positions) * cfg.record_length
     state.n_records += len(positions)
+
+
+def _moments(ls: LayerState, a: torch.Tensor) -> None:
+    """Power sums and firing counts of the batch ``a`` (B, L, n). A neuron all zero in the
+    batch adds exactly 0 to every sum, so only the others are summed: an SAE batch touches
+    a few thousand of its latents. Per neuron the arithmetic is the same either way, so
+    the integers are too."""
+    import torch
+
+    n = a.shape[2]
+    cols = (a != 0).flatten(0, 1).any(dim=0).nonzero().squeeze(1)  # (c,)
+    if cols.numel() == 0:
+        return
+    if cols.numel() > n // 2:  # MLP neurons: all of them, no gather
+        ls.pending = accumulate(ls.psum, record_sums(a), ls.pending)
+        ls.fire += (a > 0).reshape(-1, n).sum(dim=0, dtype=torch.int32)  # 1.5x int64
+        return
+    sub = a[:, :, cols]  # (B, L, c)
+    part = ls.psum[:, :, cols]
+    pending = accumulate(part, record_sums(sub), ls.pending)
+    ls.psum[:, :, cols] = part
+    if pending != ls.pending + a.shape[0]:
+        normalize(ls.psum)  # ``part`` was normalized before it could overflow: all must be
+    ls.pending = pending
+    ls.fire[cols] += (sub > 0).flatten(0, 1).sum(dim=0, dtype=torch.int32)
 
 
 class _Cascade:
     """One layer's top -> random -> quantile offers for a batch, with each stage's worst
     kept record per neuron cached and refreshed only where a record entered."""
 
-    def __init__(self, ls: LayerState, seed: int, layer: int) -> None:
+    def __init__(self, ls: LayerState, seed: int, layer: int, per_token: torch.Tensor) -> None:
         self.ls, self.seed, self.layer = ls, seed, layer
+        self.per_token = per_token
+        """(B, n, L) the batch's activations: only records that enter a stage are copied."""
         self.top = _worst_top(ls.top_val, ls.top_pos)  # (n,) value, position, slot
         self.has_rand = ls.rand_key.shape[0] > 0
         self.has_q = ls.q_key.shape[0] > 0
@@ -84,7 +111,7 @@ class _Cascade:
         self.streams = {salt: neuron_streams(seed, salt, layer, n) for salt in salts}
         """salt -> (n,) per-neuron hash constants (see ``neuron_key``)."""
 
-    def run(self, rec_max: torch.Tensor, per_token: torch.Tensor, pos: torch.Tensor) -> None:
+    def run(self, rec_max: torch.Tensor, pos: torch.Tensor) -> None:
         n = rec_max.shape[1]
         batch_keys = {
             salt: keys_of(pos[:, None].expand(-1, n), np.broadcast_to(st, (pos.shape[0], n)))
@@ -102,7 +129,11 @@ class _Cascade:
             rows, cols = (active & (rank == w)).nonzero(as_tuple=True)  # (m,) each
             keys = {salt: k[rows, cols] for salt, k in batch_keys.items()}
             # The record each neuron passes down: its batch record, or the one it displaced.
-            cand = _Candidate(cols, pos[rows], rec_max[rows, cols], per_token[rows, cols], keys)
+            val = rec_max[rows, cols]
+            # Only these (record, neuron) pairs are copied, into the pool (all-zero ones
+            # not at all); a record that ends up in no stage leaves a garbage row.
+            row = self.ls.add_rows(self.per_token[rows, cols], val)  # (m,)
+            cand = _Candidate(cols, pos[rows], val, row, keys)
             self._offer_top(cand)
             if self.has_rand and cand.cols.numel():
                 self._offer_random(cand, self._down_keys(RANDOM_SALT, cand))
@@ -154,14 +185,14 @@ class _Cascade:
             return
         idx = cols[sel]
         slot = wslot[idx]
-        new_val, new_pos, new_act = v[sel], p[sel], cand.acts[sel]  # copies
+        new_val, new_pos, new_row = v[sel], p[sel], cand.row[sel]  # copies
         out = ls.top_pos[slot, idx] != EMPTY  # (w,) displaced a record (not an empty slot)
         if bool(out.any()):
             s, i = slot[out], idx[out]
-            cand.replace(sel[out], ls.top_pos[s, i], ls.top_val[s, i], ls.top_act[s, i])
+            cand.replace(sel[out], ls.top_pos[s, i], ls.top_val[s, i], ls.top_row[s, i])
         ls.top_val[slot, idx] = new_val
         ls.top_pos[slot, idx] = new_pos
-        ls.top_act[slot, idx] = new_act
+        ls.top_row[slot, idx] = new_row
         rest = _next_empty(self.top, ls.top_pos, slot, idx, ~out, float("-inf"))
         if rest is not None:
             wval[rest], wpos[rest], wslot[rest] = _worst_top(
@@ -182,15 +213,15 @@ class _Cascade:
             return
         idx = cols[sel]
         slot = wslot[idx]
-        new_key, new_pos, new_act = key[sel], cand.pos[sel], cand.acts[sel]  # copies
+        new_key, new_pos, new_row = key[sel], cand.pos[sel], cand.row[sel]  # copies
         out = ls.rand_pos[slot, idx] != EMPTY  # (w,)
         if bool(out.any()):
             s, i = slot[out], idx[out]
-            out_act = ls.rand_act[s, i]  # (o, L)
-            cand.replace(sel[out], ls.rand_pos[s, i], out_act.amax(dim=-1), out_act)
+            out_row = ls.rand_row[s, i]  # (o,)
+            cand.replace(sel[out], ls.rand_pos[s, i], ls.rows_max(out_row), out_row)
         ls.rand_key[slot, idx] = new_key
         ls.rand_pos[slot, idx] = new_pos
-        ls.rand_act[slot, idx] = new_act
+        ls.rand_row[slot, idx] = new_row
         rest = _next_empty(self.rand, ls.rand_pos, slot, idx, ~out, EMPTY)
         if rest is not None:
             wkey[rest], wpos[rest], wslot[rest] = _worst_by_key(
@@ -215,7 +246,7 @@ class _Cascade:
         was_empty = ls.q_pos[qi, slot, idx] == EMPTY
         ls.q_key[qi, slot, idx] = key[sel]
         ls.q_pos[qi, slot, idx] = cand.pos[sel]
-        ls.q_act[qi, slot, idx] = cand.acts[sel]  # (w, L)
+        ls.q_row[qi, slot, idx] = cand.row[sel]  # (w,)
         # Filling: the next empty slot is the new worst (see _next_empty).
         per = ls.q_pos.shape[1]
         nxt = (slot + 1).clamp_(max=per - 1)
@@ -232,28 +263,28 @@ class _Cascade:
 
 class _Candidate:
     """For distinct neurons ``cols`` (m,), the record each passes to the next stage:
-    position (m,), max activation (m,), per-token activations (m, L)."""
+    position (m,), max activation (m,) and pool row of its per-token activations (m,)."""
 
     def __init__(
         self,
         cols: torch.Tensor,
         pos: torch.Tensor,
         val: torch.Tensor,
-        acts: torch.Tensor,
+        row: torch.Tensor,
         keys: dict[int, torch.Tensor],
     ) -> None:
         import torch
 
-        self.cols, self.pos, self.val, self.acts = cols, pos, val, acts
+        self.cols, self.pos, self.val, self.row = cols, pos, val, row
         self.keys = keys
         """salt -> (m,) the batch record's keys (stale where ``moved``)."""
         self.moved = torch.zeros(pos.shape, dtype=torch.bool)
         """(m,) whether the neuron passes down a displaced record rather than the batch's."""
 
     def replace(
-        self, sel: torch.Tensor, pos: torch.Tensor, val: torch.Tensor, acts: torch.Tensor
+        self, sel: torch.Tensor, pos: torch.Tensor, val: torch.Tensor, row: torch.Tensor
     ) -> None:
-        self.pos[sel], self.val[sel], self.acts[sel] = pos, val, acts
+        self.pos[sel], self.val[sel], self.row[sel] = pos, val, row
         self.moved[sel] = True
 
     def drop(self, sel: torch.Tensor) -> None:
@@ -263,7 +294,7 @@ class _Candidate:
         keep = torch.ones(self.cols.shape, dtype=torch.bool)
         keep[sel] = False
         self.cols, self.pos, self.val = self.cols[keep], self.pos[keep], self.val[keep]
-        self.acts, self.moved = self.acts[keep], self.moved[keep]
+        self.row, self.moved = self.row[keep], self.moved[keep]
         self.keys = {salt: k[keep] for salt, k in self.keys.items()}
 
 

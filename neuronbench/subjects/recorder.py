@@ -175,7 +175,13 @@ def record_state(
         try:
             for batch in _batched(itertools.islice(stream, state.consumed, None), batch_size):
                 ids = torch.tensor([r.token_ids for r in batch], dtype=torch.int64)  # (B, L)
-                update(state, [r.position for r in batch], forward(ids))
+                t_fwd = time.perf_counter()
+                acts = forward(ids)
+                # the model's share of record_s, measured batch by batch beside the rest
+                state.timings["forward_s"] = (
+                    state.timings.get("forward_s", 0.0) + time.perf_counter() - t_fwd
+                )
+                update(state, [r.position for r in batch], acts)
                 state.consumed += len(batch)
                 bar.update(len(batch) * cfg.record_length)
                 tokens = state.consumed * cfg.record_length
@@ -268,7 +274,7 @@ def finalize(
         return ds
     card = make_card(state, extra)
 
-    def layers() -> Iterator[tuple[int, list[NeuronRecord]]]:
+    def layers() -> Iterator[tuple[int, Iterator[NeuronRecord]]]:
         yield from layer_records(state, tokens)
         stamp(card)  # before save_layers writes the card, which it does last
 

@@ -335,3 +335,88 @@ def test_exact_moment_sums_do_not_depend_on_order_or_batching() -> None:
         for j in range(3):
             expected = sum(Fraction(v) for v in (per_record[k][b][j] for b in range(40)))
             assert Fraction(sums[k][j]) * Fraction(2) ** BASE[k] == expected, (k, j)
+
+
+def sparse_acts(n_records: int = N_RECORDS) -> dict[int, torch.Tensor]:
+    """SAE-like latents: each fires on a few records (rates from 0 to ~1/3 of records),
+    zero elsewhere; one latent's quiet records are -0.0, which must keep its sign."""
+    g = torch.Generator().manual_seed(3)
+    out = {}
+    for layer in LAYERS:
+        x = torch.randn(n_records, LENGTH, N_NEURONS, generator=g).round(decimals=1).abs()
+        rate = torch.linspace(0.0, 0.35, N_NEURONS)
+        fires = torch.rand(n_records, 1, N_NEURONS, generator=g) < rate
+        tokens = torch.rand(n_records, LENGTH, N_NEURONS, generator=g) < 0.2
+        x = torch.where(fires & tokens, x, 0.0)
+        x[:, :, 5] = torch.where(x[:, :, 5] == 0, -0.0, x[:, :, 5])
+        out[layer] = x
+    return out
+
+
+@pytest.mark.parametrize("n_records", [N_RECORDS, 13])
+def test_sparse_latents_are_the_brute_force_cascade_and_merge_exactly(
+    n_records: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mostly all-zero records: they share the pool's zero row, garbage rows are compacted
+    away while streaming (slack 0 here, so it happens), and the dense view is still every
+    sample exactly, bit for bit (-0.0 included), in a single run and a 3-shard merge."""
+    monkeypatch.setattr("neuronbench.subjects._state.COMPACT_SLACK", 0)
+    acts = sparse_acts()
+    single = run_sorted(acts, batch=3, n_records=n_records)
+    for layer in LAYERS:
+        ls = single.layers[layer]
+        rec_max = acts[layer][:n_records].amax(dim=1)
+        for j in range(N_NEURONS):
+            top, rand, bins = brute_samples(rec_max, layer, j)
+            assert ls.top_pos[:, j].tolist() == top
+            want = acts[layer][top][:, :, j]
+            assert torch.equal(ls.top_act[:, j].view(torch.int32), want.view(torch.int32))
+            assert [p for p in ls.rand_pos[:, j].tolist() if p != EMPTY] == rand, (layer, j)
+            for slot, p in enumerate(rand):
+                want = acts[layer][p, :, j].view(torch.int32)
+                assert torch.equal(ls.rand_act[slot, j].view(torch.int32), want)
+            for q, expected in enumerate(bins):
+                assert [p for p in ls.q_pos[q, :, j].tolist() if p != EMPTY] == expected
+        # only non-zero records hold a row; compaction kept garbage <= live rows (+1 batch)
+        kept = torch.cat([ls.top_act.flatten(0, 1), ls.rand_act.flatten(0, 1),
+                          ls.q_act.flatten(0, 2)])  # fmt: skip
+        nonzero = int((kept.view(torch.int32) != 0).any(dim=-1).sum())
+        assert ls.live_rows() == nonzero
+        assert nonzero < kept.shape[0]  # zero records share row 0
+        assert ls.used - 1 <= 2 * nonzero + 3 * N_NEURONS
+    merged = merge(
+        [
+            run(sparse_acts(), (2, 3), batch=4, n_records=n_records),
+            run(sparse_acts(), (0, 3), batch=9, n_records=n_records),
+            run(sparse_acts(), (1, 3), n_records=n_records),
+        ]
+    )
+    for layer in LAYERS:
+        a, b = single.layers[layer], merged.layers[layer]
+        for name in LayerState.TENSORS:
+            x, y = getattr(a, name), getattr(b, name)
+            assert torch.equal(x.view(torch.int32) if x.dtype == torch.float32 else x,
+                               y.view(torch.int32) if y.dtype == torch.float32 else y), name  # fmt: skip
+        assert b.used - 1 == b.live_rows()  # a merge drops every row no sample kept
+
+
+def test_rarely_firing_latents_take_rows_for_what_they_hold(tmp_path: Path) -> None:
+    """2,000 latents, 3 of which ever fire: the pool holds their non-zero records only,
+    not 2,000 x (top + random + bins) records, and a checkpoint stores just those."""
+    n, cfg = 2000, make_config(layers=[0], d_mlp=2000)
+    state = new_state(cfg)
+    state.layers[0].q_bound = torch.tensor([[b] * n for b in BOUNDS])
+    g = torch.Generator().manual_seed(0)
+    for i in range(0, 60, 6):
+        x = torch.zeros(6, LENGTH, n)
+        x[:, :, [7, 800, 1999]] = torch.rand(6, LENGTH, 3, generator=g)
+        update(state, list(range(i, i + 6)), {0: x})
+    ls = state.layers[0]
+    slots = 6 + 5 + 2  # maxima in [0, 1): one bin (of 3) gets records
+    assert ls.live_rows() == 3 * slots  # 60 records fill every such slot of the 3 latents
+    assert ls.used - 1 <= 2 * 3 * slots + 1024
+    back = load_state(save_state(state, tmp_path / "s.safetensors")).layers[0]
+    assert back.pool.shape == (1 + 3 * slots, LENGTH)
+    assert torch.equal(back.top_act, ls.top_act) and torch.equal(back.q_act, ls.q_act)
+    fired = ls.top_act[:, [7, 800, 1999]]
+    assert bool((fired != 0).any(dim=-1).all())
