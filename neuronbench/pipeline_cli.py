@@ -84,7 +84,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--sae-strategies",
         type=_csv,
         default=d.sae_strategies,
-        help="LLM prompt strategies on SAE sites, a subset of --strategies (default: %(default)s)",
+        help="LLM prompt strategies on SAE sites; those also in --strategies are compared "
+        "across sites (default: %(default)s)",
     )
     p.add_argument(
         "--sae-baselines",
