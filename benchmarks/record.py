@@ -92,6 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--rss-tokens", type=int, default=None, help="sae: tokens of the RSS runs (--tokens)"
     )
+    parser.add_argument("--rss-only", action="store_true", help="sae: only the RSS runs")
     parser.add_argument(
         "--layers", default="0,10,20,29", help="layers (tiny: clipped to its layers)"
     )
@@ -172,6 +173,16 @@ def bare_forward(args: argparse.Namespace, subject: Any, n_tokens: int) -> float
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory (MiB): Linux's VmHWM, which is per address space.
+    ``ru_maxrss`` is not: a child started by ``subprocess`` inherits the parent's peak at
+    fork (a 3.7 GB benchmark parent made every child report 3.7 GB)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
@@ -363,6 +374,31 @@ def format1_bytes(state: Any, tokenizer: Any, root: Path) -> int:
     return total
 
 
+def sae_rss(args: argparse.Namespace, small: Path, big: Path) -> dict[str, float]:
+    """RSS figures of fresh children recording each SAE end to end, all at the same time
+    (with ``--dense-src``, also on the dense recorder)."""
+    tokens = args.rss_tokens or args.tokens
+    cmds = [child_cmd(args, tokens, small), child_cmd(args, tokens, big)]
+    srcs: list[str | None] = [None, None]
+    if args.dense_src:
+        cmds, srcs = cmds * 2, [None, None, args.dense_src, args.dense_src]
+    got = rss_parallel(cmds, srcs)
+    (rss_small, load_small), (rss_big, load_big) = got[:2]
+    out = {
+        "sae_rss_growth": round(rss_big / rss_small, 3),
+        "peak_rss_mb_small": round(rss_small, 1),
+        "peak_rss_mb_big": round(rss_big, 1),
+        "load_rss_mb_small": round(load_small, 1),
+        "load_rss_mb_big": round(load_big, 1),
+    }
+    if args.dense_src:
+        (small_d, _), (big_d, _) = got[2:]
+        out["peak_rss_mb_dense_small"] = round(small_d, 1)
+        out["peak_rss_mb_dense_big"] = round(big_d, 1)
+        out["sae_rss_growth_dense"] = round(big_d / small_d, 3)
+    return out
+
+
 def sae_case(args: argparse.Namespace) -> None:
     import tempfile
     from dataclasses import replace
@@ -379,6 +415,15 @@ def sae_case(args: argparse.Namespace) -> None:
         tmp = Path(tmp_dir)
         big = make_sae(subject, args.sae_layer, args.latents, tmp)
         small = make_sae(subject, args.sae_layer, args.small_latents, tmp)
+        if args.rss_only:
+            del subject  # the children load their own
+            rss = sae_rss(args, small, big)
+            rss["rss_tokens"] = args.rss_tokens or args.tokens
+            print(
+                f"peak RSS {args.latents} / {args.small_latents} latents = {rss['sae_rss_growth']}"
+            )
+            print(json.dumps(rss))
+            return
         sae = load_site(f"sparsify:{big}", subject)
         cfg = make_config(
             subject,
@@ -417,22 +462,12 @@ def sae_case(args: argparse.Namespace) -> None:
         format2 = sum(f.stat().st_size for f in _data_files(tmp / "ds"))
         format1 = format1_bytes(state, subject.tokenizer, tmp / "v1")
         del state, ds
-        rss_tokens = args.rss_tokens or args.tokens
-        cmds = [child_cmd(args, rss_tokens, small), child_cmd(args, rss_tokens, big)]
-        (rss_small, load_small), (rss_big, load_big) = rss_parallel(cmds, [None, None])
-        dense = {}
-        if args.dense_src:
-            (small_d, _), (big_d, _) = rss_parallel(cmds, [args.dense_src] * 2)
-            dense = {
-                "peak_rss_mb_dense_small": round(small_d, 1),
-                "peak_rss_mb_dense_big": round(big_d, 1),
-                "sae_rss_growth_dense": round(big_d / small_d, 3),
-            }
+        rss = sae_rss(args, small, big)
     record_s = timings["record_s"]
     figures = {
         "sae_record_over_forward": round(record_s / forward_s, 3),
         "sae_record_over_forward_interleaved": round(record_s / timings["forward_s"], 3),
-        "sae_rss_growth": round(rss_big / rss_small, 3),
+        "sae_rss_growth": rss["sae_rss_growth"],
         "sae_bytes_per_neuron_ratio": round(format1 / format2, 2),
         "sae_bytes_per_neuron_format1": round(format1 / n_kept, 1),
         "sae_bytes_per_neuron_format2": round(format2 / n_kept, 1),
@@ -443,18 +478,14 @@ def sae_case(args: argparse.Namespace) -> None:
         "finalize_s": round(timings.get("finalize_s", 0.0), 2),
         "tokens_per_s": round(n_tokens / record_s, 1),
         "forward_in_record_s": round(timings["forward_s"], 2),
-        "peak_rss_mb_small": round(rss_small, 1),
-        "peak_rss_mb_big": round(rss_big, 1),
-        "load_rss_mb_small": round(load_small, 1),
-        "load_rss_mb_big": round(load_big, 1),
-        **dense,
+        **rss,
         "n_dead": latents["n_dead"],
         "n_few_records": latents["n_few_records"],
         "settings": {
             "subject": subject.name,
             "corpus": args.corpus,
             "n_tokens": n_tokens,
-            "rss_tokens": rss_tokens,
+            "rss_tokens": args.rss_tokens or args.tokens,
             "layer": args.sae_layer,
             "latents": args.latents,
             "small_latents": args.small_latents,
