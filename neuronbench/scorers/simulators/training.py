@@ -703,8 +703,8 @@ def _extra_text(d: dict[str, Any]) -> str:
     if not seeds:
         return ""
     return (
-        f" Plus the train split of suites generated on other corpus slices (seeds "
-        f"{', '.join(map(str, seeds))}; {_sizes(d.get('extra_suite_sizes') or {})}) with seed "
+        f" Plus the train split of suites generated on other corpus slices "
+        f"(seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}; {_sizes(d.get('extra_suite_sizes') or {})}) with seed "
         f"{d['suite_seed']}'s group splits kept: "
         f"{d['extra_train_neurons']} more neurons, {d['extra_train_concepts']} truth concepts "
         f"the seed-{d['suite_seed']} train split lacks; checked to name no concept or group of "
