@@ -42,15 +42,40 @@ ROW_GROUP = 128
 CORPUS_ROW_GROUP = 1024
 
 
+def identity_fields() -> list[tuple[str, Any]]:
+    """Parquet columns naming a neuron: the same in storage formats 1 and 2."""
+    import pyarrow as pa
+
+    return [
+        ("subject", pa.string()),
+        ("site", pa.string()),
+        ("layer", pa.int64()),
+        ("index", pa.int64()),
+    ]
+
+
+def summary_fields() -> list[tuple[str, Any]]:
+    """Parquet columns of a neuron's quantile boundaries, moments and firing rate: the same in
+    storage formats 1 and 2 (only how records are stored differs)."""
+    import pyarrow as pa
+
+    return [
+        ("quantile_boundaries", pa.list_(pa.float64())),
+        ("mean", pa.float64()),
+        ("variance", pa.float64()),
+        ("skewness", pa.float64()),
+        ("kurtosis", pa.float64()),
+        ("firing_rate", pa.float64()),
+        ("n_tokens", pa.int64()),
+    ]
+
+
 def layer_schema() -> Any:
     import pyarrow as pa
 
     return pa.schema(
         [
-            ("subject", pa.string()),
-            ("site", pa.string()),
-            ("layer", pa.int64()),
-            ("index", pa.int64()),
+            *identity_fields(),
             ("records", pa.list_(pa.int32())),
             ("n_top", pa.int32()),
             ("n_random", pa.int32()),
@@ -58,13 +83,7 @@ def layer_schema() -> Any:
             ("scale", pa.float64()),
             ("codes", pa.list_(pa.int32())),
             ("activations", pa.list_(pa.float64())),
-            ("quantile_boundaries", pa.list_(pa.float64())),
-            ("mean", pa.float64()),
-            ("variance", pa.float64()),
-            ("skewness", pa.float64()),
-            ("kurtosis", pa.float64()),
-            ("firing_rate", pa.float64()),
-            ("n_tokens", pa.int64()),
+            *summary_fields(),
         ],
         metadata={FORMAT_KEY: str(FORMAT).encode()},
     )

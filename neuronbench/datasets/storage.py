@@ -59,20 +59,11 @@ def _schema() -> Any:
     )
     return pa.schema(
         [
-            ("subject", pa.string()),
-            ("site", pa.string()),
-            ("layer", pa.int64()),
-            ("index", pa.int64()),
+            *_format2.identity_fields(),
             ("top", pa.list_(record)),
             ("random", pa.list_(record)),
             ("quantile", pa.list_(pa.list_(record))),
-            ("quantile_boundaries", pa.list_(pa.float64())),
-            ("mean", pa.float64()),
-            ("variance", pa.float64()),
-            ("skewness", pa.float64()),
-            ("kurtosis", pa.float64()),
-            ("firing_rate", pa.float64()),
-            ("n_tokens", pa.int64()),
+            *_format2.summary_fields(),
         ]
     )
 
