@@ -31,7 +31,6 @@ import os
 import secrets
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -177,15 +176,12 @@ def site_config(
     """The config ``record`` builds for ``site`` (an SAE's layer, latent count, site name and
     weights hash), and the loaded SAE: driver and tasks build the same one, so a shard's
     config differs from the driver's only where a node differs."""
-    from neuronbench.subjects.recorder import _load_sae
+    from neuronbench.subjects.recorder import _load_sae, with_site
 
     sae = _load_sae(site, subj, layers)
     cfg = make_config(subj, subject, corpus, [sae.hook.layer] if sae else layers,
                       shard=shard, **_defaults(settings))  # fmt: skip
-    if sae is not None:
-        cfg = replace(cfg, d_mlp=sae.n_latents, site=sae.site, site_spec=site,
-                      site_revision=sae.revision)  # fmt: skip
-    return cfg, sae
+    return with_site(cfg, sae, site), sae
 
 
 def _desc(cfg: RecorderConfig) -> str:

@@ -350,14 +350,7 @@ def record(
         seed=seed,
         shard=shard,
     )
-    if sae is not None:
-        cfg = replace(
-            cfg,
-            d_mlp=sae.n_latents,
-            site=sae.site,
-            site_spec=site,
-            site_revision=sae.revision,
-        )
+    cfg = with_site(cfg, sae, site)
     out_path = Path(out) if out is not None else None
     if cfg.shard_count > 1 and out_path is None:
         raise DatasetError("record: a sharded recording needs `out` for its state")
@@ -445,6 +438,16 @@ def _load_sae(site: str, subject: Subject, layers: str | Sequence[int]) -> SaeSi
             f"got layers {layers!r} (omit them)"
         )
     return sae
+
+
+def with_site(cfg: RecorderConfig, sae: SaeSite | None, site: str) -> RecorderConfig:
+    """``cfg`` for the units of ``site``: an SAE's latent count, site name, spec and weights
+    hash (so resume, merge and Ray shards refuse another SAE); unchanged for ``mlp``."""
+    if sae is None:
+        return cfg
+    return replace(
+        cfg, d_mlp=sae.n_latents, site=sae.site, site_spec=site, site_revision=sae.revision
+    )
 
 
 def _tokenizer_for(cfg: RecorderConfig) -> Any:
