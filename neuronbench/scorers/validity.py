@@ -348,14 +348,14 @@ class PuzzleReport:
 def bootstrap_ci(
     values: Sequence[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values`` (resampled with replacement)."""
-    x = np.asarray(values, dtype=float)
-    if x.size == 0:
-        return (float("nan"), float("nan"))
-    idx = np.random.default_rng(seed).integers(0, x.size, size=(n_boot, x.size))
-    means = x[idx].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    return (float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail)))
+    """Percentile bootstrap interval of the mean of ``values`` (resampled with replacement):
+    the leaderboard's ``bootstrap_mean``, as a (low, high) pair."""
+    from neuronbench.results.bootstrap import bootstrap_mean
+
+    iv = bootstrap_mean(values, confidence=level, n_resamples=n_boot, seed=seed)
+    if iv.n == 1:  # every resample of one puzzle is that puzzle
+        return (iv.estimate, iv.estimate)
+    return (iv.low, iv.high)
 
 
 TIE_TOL = 1e-9
