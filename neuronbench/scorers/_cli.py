@@ -286,6 +286,8 @@ def _validate(args: argparse.Namespace) -> int:
         print(
             f"{r.scorer:22s} {r.truth_beats_decoys:9.2f} {r.auc:6.3f}  {cells}  (n={r.n_neurons}, unscored={r.n_unscored})"
         )
+    if any(r.decidable for r in reports):
+        _print_decidable(reports, kinds[1:])
     for r in reports:
         print(f"\n{r.scorer} by family (truth beats: all / " + " / ".join(kinds[1:]) + ")")
         for fam, rates in r.per_family.items():
@@ -316,6 +318,24 @@ def _validate(args: argparse.Namespace) -> int:
             out["agreement"] = agreement.to_dict()
         print(json.dumps(out))
     return 0
+
+
+def _print_decidable(reports: Any, kinds: list[str]) -> None:
+    """The validity table again, on the (neuron, decoy) pairs the rule executor separates."""
+    print(
+        "\non decidable pairs (the rule executor scores the truth strictly above the decoy;"
+        " elsewhere no simulator can separate them):"
+    )
+    print(
+        f"{'scorer':22s} {'beats all':>9s} {'all three':>9s} {'auc':>6s}  "
+        + " ".join(f"{k:>10s}" for k in kinds)
+    )
+    for r in reports:
+        d = r.decidable
+        cells = " ".join(f"{d[k]:10.2f}" for k in kinds)
+        print(f"{r.scorer:22s} {d['all']:9.2f} {d['all_three']:9.2f} {d['auc']:6.3f}  {cells}")
+    d = reports[0].decidable
+    print("  decidable pairs: " + ", ".join(f"{k} {int(d[f'n_{k}'])}" for k in kinds))
 
 
 def _validate_puzzles(args: argparse.Namespace) -> int:

@@ -13,6 +13,12 @@ listed) and a ``paraphrase`` of the truth, which should score about like it
 - ``per_family``: the same, per neuron family;
 - ``auc``: P(truth score > decoy score) over all (truth, decoy) pairs, ties 0.5.
 
+On a suite, the rule executor (``neuronbench.scorers.simulators.rules``) runs each
+explanation's own rule: its report (``ceiling:rules``) is what a perfect simulator reaches
+on the same records, and the pairs it separates are the *decidable* ones. Every report
+repeats its figures on decidable pairs only: a decoy the scored records cannot tell from
+the truth says nothing about a simulator, whichever way its tie is broken.
+
 An explanation the scorer cannot score (None) ranks below every scored one; two unscored
 explanations tie. Ties never count as the truth winning.
 
@@ -34,6 +40,8 @@ from neuronbench._progress import Progress
 from neuronbench.datasets import NeuronDataset, NeuronRecord, scoring_records
 from neuronbench.groundtruth.planted import DECOY_KINDS, PlantedNeuron, load_planted
 
+CEILING = "ceiling:rules"
+"""Label of the rule executor's report on a suite (what a perfect simulator reaches)."""
 ExplanationScorer = Callable[[str, NeuronRecord], Awaitable["float | None"]]
 """Scores one explanation of one neuron (higher is better); None when it cannot."""
 CANDIDATES = ("truth", *DECOY_KINDS)
@@ -63,6 +71,11 @@ class ValidityReport:
     """Mean |truth - paraphrase| over neurons with both scored (v2 suites)."""
     per_split: dict[str, dict[str, float]] = field(default_factory=dict)
     """Per suite split (v2): ``all``, each decoy kind, ``auc``, ``paraphrase_gap``, ``n``."""
+    decidable: dict[str, float] = field(default_factory=dict)
+    """The same figures on the pairs the rule executor separates (:func:`decidable_figures`);
+    empty without a reference (v1 planted neurons)."""
+    per_split_decidable: dict[str, dict[str, float]] = field(default_factory=dict)
+    """:attr:`decidable` per suite split."""
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready figures (no per-neuron scores)."""
@@ -75,6 +88,8 @@ class ValidityReport:
             "n_unscored": self.n_unscored,
             "paraphrase_gap": self.paraphrase_gap,
             "per_split": self.per_split,
+            "decidable": self.decidable,
+            "per_split_decidable": self.per_split_decidable,
         }
 
 
@@ -103,14 +118,67 @@ def _gap(scores: dict[str, dict[str, float | None]], keys: Sequence[str]) -> flo
     return float(np.mean(gaps)) if gaps else None
 
 
+THREE = ("too_broad", "too_narrow", "different")
+"""The decoy kinds of the issue's "all three" (literal word lists aside)."""
+
+
+def decidable_figures(
+    scores: dict[str, dict[str, float | None]],
+    reference: dict[str, dict[str, float | None]],
+    decoy_kinds: Sequence[str],
+) -> dict[str, float]:
+    """Win rates on the (neuron, decoy) pairs the reference separates.
+
+    ``reference`` holds the rule executor's scores of the same candidates on the same
+    records (:class:`~neuronbench.scorers.simulators.rules.RuleSimulator`). A pair is
+    decidable when the reference scores the truth strictly above the decoy: elsewhere the
+    scored records cannot tell them apart (a too-broad decoy whose extra words never occur
+    there correlates exactly like the truth), so a simulator's "win" there rewards how the
+    decoy is phrased, not what it means. Returns per kind the win rate and ``n_<kind>``
+    (decidable pairs), ``all`` (the truth beats every decidable decoy of a neuron, over
+    neurons with one), ``all_three`` (the same over :data:`THREE`), ``auc`` over decidable
+    pairs (ties 0.5) and ``n_pairs``. Neurons missing from ``reference`` are left out.
+    """
+    per: dict[str, list[float]] = {k: [] for k in decoy_kinds}
+    pairs: list[float] = []
+    every: list[float] = []
+    three: list[float] = []
+    for key, row in scores.items():
+        ref = reference.get(key)
+        if ref is None:
+            continue
+        dec = [k for k in decoy_kinds if k in row and beats(ref["truth"], ref.get(k)) == 1.0]
+        won = {k: beats(row["truth"], row[k]) for k in dec}
+        for k in dec:
+            per[k].append(float(won[k] == 1.0))
+            pairs.append(won[k])
+        if dec:
+            every.append(float(all(v == 1.0 for v in won.values())))
+        if any(k in won for k in THREE):
+            three.append(float(all(won[k] == 1.0 for k in THREE if k in won)))
+
+    def mean(xs: list[float]) -> float:
+        return float(np.mean(xs)) if xs else float("nan")
+
+    out = {"all": mean(every), "all_three": mean(three)}
+    for k in decoy_kinds:
+        out[k] = mean(per[k])
+        out[f"n_{k}"] = float(len(per[k]))
+    out["auc"] = mean(pairs)
+    out["n_pairs"] = float(len(pairs))
+    return out
+
+
 def summarize(
     scorer: str,
     scores: dict[str, dict[str, float | None]],
     families: dict[str, str],
     splits: dict[str, str] | None = None,
     decoy_kinds: Sequence[str] = DECOY_KINDS,
+    reference: dict[str, dict[str, float | None]] | None = None,
 ) -> ValidityReport:
-    """Rates and AUC from ``scores[neuron_key][candidate]`` (see the module docstring)."""
+    """Rates and AUC from ``scores[neuron_key][candidate]`` (see the module docstring);
+    with ``reference`` (the rule executor's scores) also on decidable pairs."""
     keys = sorted(scores)
     win = {
         k: {kind: beats(scores[k]["truth"], scores[k][kind]) == 1.0 for kind in decoy_kinds}
@@ -139,6 +207,13 @@ def summarize(
             }
     pairs = [beats(scores[k]["truth"], scores[k][kind]) for k in keys for kind in decoy_kinds]
     overall = rates(keys) if keys else {"all": float("nan")}
+    decidable: dict[str, float] = {}
+    split_decidable: dict[str, dict[str, float]] = {}
+    if reference is not None:
+        decidable = decidable_figures(scores, reference, decoy_kinds)
+        for name in per_split:
+            of_split = {k: scores[k] for k in keys if (splits or {}).get(k) == name}
+            split_decidable[name] = decidable_figures(of_split, reference, decoy_kinds)
     by_family: dict[str, list[str]] = {}
     for k in keys:
         by_family.setdefault(families[k], []).append(k)
@@ -153,6 +228,8 @@ def summarize(
         scores=scores,
         paraphrase_gap=_gap(scores, keys),
         per_split=per_split,
+        decidable=decidable,
+        per_split_decidable=split_decidable,
     )
 
 
@@ -182,10 +259,16 @@ def simulator_scorer(
     kind: str, model: Any = None, split: str = "valid", n_records: int | None = None
 ) -> ExplanationScorer:
     """Headline simulation score (top-and-random correlation) with simulator ``kind``."""
-    from neuronbench.scorers.correlation import score_simulation
     from neuronbench.scorers.registry import make_simulator
 
-    sim = make_simulator(kind, model)
+    return simulation_scorer(make_simulator(kind, model), split, n_records)
+
+
+def simulation_scorer(
+    sim: Any, split: str = "valid", n_records: int | None = None
+) -> ExplanationScorer:
+    """Headline simulation score (top-and-random correlation) of a simulator instance."""
+    from neuronbench.scorers.correlation import score_simulation
 
     async def fn(explanation: str, neuron: NeuronRecord) -> float | None:
         scoring = scoring_records(neuron, split, n_records)  # type: ignore[arg-type]
@@ -256,6 +339,10 @@ def validate(
         neurons: Restrict to these neuron keys (e.g. a subset for the slow logprob simulator).
         suite_split: For a v2 suite, only neurons of this split (train, dev, test).
         progress: Report neurons scored per simulator/scorer on stderr.
+
+    On a v2 suite the first report is the rule executor's (:data:`CEILING`: each
+    explanation's own rule run on the scored records), and every report also carries its
+    figures on the pairs that executor can decide (:func:`decidable_figures`).
     """
     import asyncio
 
@@ -268,12 +355,16 @@ def validate(
         model = get_model(model)
     suite = ds.card.extra.get("suite")
     texts = splits = None
+    rule_sim = None
     decoy_kinds: Sequence[str] = DECOY_KINDS
     if isinstance(suite, dict):
         from neuronbench.groundtruth.suite import DECOY_KINDS as SUITE_DECOYS
         from neuronbench.groundtruth.suite import suite_from_dataset
+        from neuronbench.scorers.simulators.rules import RuleSimulator, suite_rules
 
-        members = {n.key: n for n in suite_from_dataset(ds).neurons}
+        suite_obj = suite_from_dataset(ds)
+        members = {n.key: n for n in suite_obj.neurons}
+        rule_sim = RuleSimulator(suite_rules(suite_obj))
         if suite_split is not None:
             planted = {k: v for k, v in planted.items() if members[k].split == suite_split}
         texts = {k: {c: e.text for c, e in members[k].explanations.items()} for k in planted}
@@ -285,11 +376,19 @@ def validate(
     jobs = [(f"simulator:{s}", simulator_scorer(s, model, split, n_records)) for s in simulators]
     jobs += [(f"scorer:{s}", scorer_fn(s, model, split, n_records)) for s in scorers]
     reports = []
+    reference = None
+    if rule_sim is not None:  # a suite: the ceiling first, and the pairs it can decide
+        reference = asyncio.run(
+            score_candidates(simulation_scorer(rule_sim, split, n_records), ds, planted, texts)
+        )
+        reports.append(
+            summarize(CEILING, reference, families, splits, decoy_kinds, reference=reference)
+        )
     total = sum(1 for i in ds.neurons if i.key in planted)
     for label, fn in jobs:
         with Progress(f"validate {label}", total, unit="neurons", enabled=progress) as bar:
             scores = asyncio.run(score_candidates(fn, ds, planted, texts, bar))
-        reports.append(summarize(label, scores, families, splits, decoy_kinds))
+        reports.append(summarize(label, scores, families, splits, decoy_kinds, reference))
     return reports
 
 

@@ -207,3 +207,21 @@ def test_an_oracle_that_reads_each_explanations_rule_ranks_the_truth_first(suite
 
 def _records_of(a: R.Analysis) -> list[tuple[int, list[str]]]:
     return list(enumerate(a.texts))
+
+
+def test_rule_simulator_predicts_each_explanations_rule_and_flags_an_unknown_one(suite) -> None:
+    import asyncio
+
+    from neuronbench.scorers.simulators.rules import RuleSimulator, suite_rules
+
+    sim = RuleSimulator(suite_rules(suite))
+    n = suite.neurons[0]
+    recs = [list(r.tokens) for r in suite.dataset[n.id].top[:3]]
+    for e in n.explanations.values():
+        got = asyncio.run(sim.simulate(e.text, recs)).predictions
+        want = R.evaluate_records(e.rule, recs)
+        assert got is not None and len(got) == len(recs)
+        for g, w in zip(got, want, strict=True):
+            assert np.allclose(g, 10.0 * np.asarray(w))
+    bad = asyncio.run(sim.simulate("no such explanation", recs))
+    assert bad.failed and "no such explanation" in (bad.error or "")

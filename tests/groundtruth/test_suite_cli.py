@@ -27,9 +27,20 @@ def test_plant_v2_then_validate_per_split(tmp_path, capsys) -> None:
     split = max(summary["splits"], key=summary["splits"].get)
     assert run(["validate", str(out), "--simulator", "lexical", "--suite-split", split,
                 "--json"]) == 0  # fmt: skip
-    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    captured = capsys.readouterr().out
+    last = json.loads(captured.strip().splitlines()[-1])
     report = last["scorers"]["simulator:lexical"]
     assert report["n_neurons"] == summary["splits"][split]
     assert set(report["per_kind"]) == set(DECOY_KINDS)
     assert set(report["per_split"]) == {split}
     assert report["paraphrase_gap"] is None or report["paraphrase_gap"] >= 0.0
+    # the rule executor comes first: it wins exactly the pairs it can decide
+    assert list(last["scorers"])[0] == "ceiling:rules"
+    ceiling = last["scorers"]["ceiling:rules"]["decidable"]
+    for kind in DECOY_KINDS:
+        n = ceiling[f"n_{kind}"]
+        assert n == report["decidable"][f"n_{kind}"]
+        if n:
+            assert ceiling[kind] == 1.0
+    assert 0 < ceiling["n_pairs"] <= report["n_neurons"] * len(DECOY_KINDS)
+    assert "on decidable pairs" in captured

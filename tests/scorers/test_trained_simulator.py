@@ -242,3 +242,20 @@ def test_leak_check_catches_a_held_out_concept_or_group(slices) -> None:  # type
         TR.check_no_leak(ref, dataclasses.replace(extra, neurons=[bad]))
     with pytest.raises(UsageError, match="seed 0"):
         TR.extra_suites(None, ref, [0], {}, print)
+
+
+def test_model_card_shows_the_ceiling_and_decidable_rows() -> None:
+    """A card built from a run's record prints the rule executor's row and the decidable table."""
+    meta = json.loads((T.MODEL_DIR / T.CONFIG_FILE).read_text())
+    config = T.ModelConfig.from_dict(meta["config"])
+    ceiling = {"all_three": 0.62, "too_broad": 0.62, "n": 89.0}
+    decidable = {"all_three": 0.55, "too_broad": 0.81, "n_too_broad": 55.0, "n_pairs": 300.0}
+    card = TR.model_card(
+        {**meta, "ceiling": {"dev": ceiling}, "decidable": {"dev": decidable}}, config
+    )
+    assert "| dev: ceiling (rule executor) | 0.62 | – | 0.62 |" in card
+    assert "| dev | 0.55 | – | 0.81 |" in card
+    assert "dev: n_too_broad 55, n_pairs 300" in card
+    # a record without them (older runs) still renders, with no ceiling row
+    older = TR.model_card(meta, config)
+    assert "ceiling (rule executor) |" not in older and "decidable" not in older

@@ -31,6 +31,33 @@ def test_summarize_rates_ties_and_unscored() -> None:
     assert beats(0.2, None) == 1.0 and beats(None, None) == 0.5
 
 
+def test_decidable_figures_count_only_pairs_the_reference_separates() -> None:
+    from neuronbench.scorers.validity import decidable_figures
+
+    kinds = ("too_broad", "too_narrow", "different", "literal")
+    ref = {
+        "a": {"truth": 1.0, "too_broad": 1.0, "too_narrow": 0.5, "different": 0.0, "literal": 0.9},
+        "b": {"truth": 0.9, "too_broad": 0.8, "too_narrow": 0.9, "different": 0.1, "literal": 1.0},
+        "c": {"truth": 0.8, "too_broad": 0.8, "too_narrow": 0.8, "different": 0.8, "literal": 0.8},
+    }
+    sim = {  # a: broad undecidable (its "win" must not count); b: narrow, literal undecidable
+        "a": {"truth": 0.6, "too_broad": 0.1, "too_narrow": 0.7, "different": 0.2, "literal": 0.5},
+        "b": {"truth": 0.4, "too_broad": 0.4, "too_narrow": 0.0, "different": None, "literal": 0.0},
+        "c": {"truth": 0.9, "too_broad": 0.1, "too_narrow": 0.1, "different": 0.1, "literal": 0.1},
+        "d": {"truth": 0.9, "too_broad": 0.1, "too_narrow": 0.1, "different": 0.1, "literal": 0.1},
+    }  # c: nothing decidable; d: no reference
+    d = decidable_figures(sim, ref, kinds)
+    # decidable pairs: a narrow (lost), a different (won), a literal (won); b broad (tie), b different (won)
+    assert d["n_pairs"] == 5 and d["auc"] == pytest.approx((0 + 1 + 1 + 0.5 + 1) / 5)
+    assert (d["n_too_broad"], d["n_too_narrow"], d["n_different"], d["n_literal"]) == (1, 1, 2, 1)
+    assert d["too_broad"] == 0.0 and d["too_narrow"] == 0.0 and d["different"] == 1.0
+    assert d["literal"] == 1.0
+    assert d["all"] == 0.0 and d["all_three"] == 0.0  # a lost narrow, b tied broad
+    r = summarize("x", sim, dict.fromkeys(sim, "f"), {k: "dev" for k in sim}, kinds, reference=ref)
+    assert r.decidable == d and r.per_split_decidable == {"dev": d}
+    assert r.summary()["decidable"] == d
+
+
 class Oracle:
     """Scores an explanation by whether it is the truth: validity must come out perfect."""
 

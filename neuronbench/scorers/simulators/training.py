@@ -316,7 +316,6 @@ class EvalNeuron:
 
 
 NOT_DECOYS = ("truth", "paraphrase")
-THREE = ("too_broad", "too_narrow", "different")
 
 
 def candidate_scores(
@@ -336,15 +335,35 @@ def candidate_scores(
     return out
 
 
+def decoy_kinds(scores: dict[str, dict[str, float | None]]) -> list[str]:
+    """The decoy kinds present in ``scores``, sorted."""
+    return sorted({k for row in scores.values() for k in row if k not in NOT_DECOYS})
+
+
+def rule_scores(suite: Any, neurons: Sequence[EvalNeuron]) -> dict[str, dict[str, float | None]]:
+    """The rule executor's :func:`candidate_scores` (the ceiling, and which pairs are decidable)."""
+    from neuronbench.scorers.simulators.rules import RuleSimulator, suite_rules
+
+    sim = RuleSimulator(suite_rules(suite))
+
+    def predict(text: str, tokens: list[list[str]]) -> list[list[float]]:
+        out = sim.predict(text, tokens).predictions
+        if out is None:
+            raise ValueError(f"train-simulator: no rule for candidate {text!r}")
+        return out
+
+    return candidate_scores(predict, neurons)
+
+
 def validity_figures(scores: dict[str, dict[str, float | None]]) -> dict[str, float]:
     """Truth beats each decoy kind / all of them, AUC over (truth, decoy) pairs, |truth - paraphrase|.
 
     The same conventions as ``neuronbench validate``: an unscored candidate ranks lowest,
     ties count half in the AUC and never as a win.
     """
-    from neuronbench.scorers.validity import beats
+    from neuronbench.scorers.validity import THREE, beats
 
-    kinds = sorted({k for row in scores.values() for k in row if k not in NOT_DECOYS})
+    kinds = decoy_kinds(scores)
     wins: dict[str, list[float]] = {k: [] for k in kinds}
     all_win, pairs, gaps = [], [], []
     for row in scores.values():
@@ -578,6 +597,7 @@ def build_simulator(
     from neuronbench.groundtruth import suite as S
     from neuronbench.scorers._cli import load_tokenizer
     from neuronbench.scorers.simulators.trained import load_network, save_model
+    from neuronbench.scorers.validity import decidable_figures
 
     t0, c0 = time.monotonic(), time.process_time()
     torch.set_num_threads(max(1, threads))
@@ -621,9 +641,15 @@ def build_simulator(
     path = save_model(result.net, options.config, out, {})
     model = TrainedModel(load_network(path, options.config), options.config)
     figures: dict[str, dict[str, float]] = {}
+    ceiling: dict[str, dict[str, float]] = {}
+    decidable: dict[str, dict[str, float]] = {}
     for split in ("dev", "test"):  # reported once, after selection: test never steers training
         held = eval_neurons(suite, split, REPORT_RECORDS)
-        figures[split] = validity_figures(candidate_scores(model.predict, held))
+        scores = candidate_scores(model.predict, held)
+        reference = rule_scores(suite, held)
+        figures[split] = validity_figures(scores)
+        ceiling[split] = validity_figures(reference)
+        decidable[split] = decidable_figures(scores, reference, decoy_kinds(scores))
         print(f"{split}: {_fmt(figures[split])}", file=sys.stderr, flush=True)
     check = eval_neurons(suite, "dev", CHECK_RECORDS, limit=CHECK_NEURONS)
     check_scores = candidate_scores(model.predict, check)
@@ -650,6 +676,8 @@ def build_simulator(
         "selected": result.best,
         "dev_select": {"neurons": len(dev_select), "records": DEV_SELECT_RECORDS},
         "figures": figures,
+        "ceiling": ceiling,
+        "decidable": decidable,
         "report_records": REPORT_RECORDS,
         "dev_check": {
             "file": CHECK_FILE,
@@ -725,6 +753,30 @@ def model_card(meta: dict[str, Any], config: ModelConfig) -> str:
     r, d, f = meta["recipe"], meta["data"], meta["figures"]
     head = "| split | all three | too narrow | too broad | different | literal | all four | AUC | \\|truth − paraphrase\\| | neurons |\n|---|---|---|---|---|---|---|---|---|---|"
     rows = "\n".join(_row(s, f[s]) for s in ("dev", "test") if s in f)
+    ceiling, decidable = meta.get("ceiling", {}), meta.get("decidable", {})
+    rows += "".join(f"\n{_row(f'{s}: ceiling (rule executor)', ceiling[s])}" for s in ceiling)
+    dec_section = ""
+    if decidable:
+        dec_rows = "\n".join(
+            _row(s, {**decidable[s], "n": f[s]["n"]}) for s in ("dev", "test") if s in decidable
+        )
+        dec_n = "; ".join(
+            f"{s}: "
+            + ", ".join(f"{k} {int(v)}" for k, v in decidable[s].items() if k.startswith("n_"))
+            for s in decidable
+        )
+        dec_section = f"""
+The ceiling rows run each explanation's own rule on the same records: a perfect
+simulator. It ties wherever a decoy differs from the truth only on words absent from the
+scored records (most often a too-broad decoy), and ties never count as wins, so no
+simulator can reach 1.0 there. The same figures on the *decidable* pairs only (those the
+rule executor separates; `all` and `all three` over each neuron's decidable decoys):
+
+{head}
+{dec_rows}
+
+Decidable pairs: {dec_n}.
+"""
     sel, ds = meta["selected"], meta["dev_select"]
     return f"""# Trained simulator (`-T simulator=trained`)
 
@@ -774,7 +826,7 @@ chose the checkpoint; test was scored once, after training.
 
 {head}
 {rows}
-
+{dec_section}
 The tests reproduce the figures of a fixed dev subset ({CHECK_NEURONS} neurons,
 {CHECK_RECORDS}+{CHECK_RECORDS} records, `{CHECK_FILE}`):
 {_fmt(meta["dev_check"]["figures"])}.
