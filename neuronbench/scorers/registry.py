@@ -68,15 +68,26 @@ def _trained(model: Model | None) -> Simulator:
     return TrainedSimulator(path=os.environ.get("NEURONBENCH_TRAINED_SIMULATOR") or None)
 
 
+def _reader(model: Model | None) -> Simulator:
+    import os
+
+    from neuronbench.scorers.simulators.reader import ReaderSimulator
+
+    # a reader rebuilt with `neuronbench train-simulator --arch reader --out DIR`
+    return ReaderSimulator(path=os.environ.get("NEURONBENCH_READER_SIMULATOR") or None)
+
+
 SIMULATORS: dict[str, SimulatorSpec] = {
     "logprob": SimulatorSpec(_logprob, needs_model=True, options=("examples", "layout")),
     "generation": SimulatorSpec(_generation, needs_model=True),
     "lexical": SimulatorSpec(_lexical, needs_model=False),
     "embedding": SimulatorSpec(_embedding, needs_model=False),
     "trained": SimulatorSpec(_trained, needs_model=False),
+    "reader": SimulatorSpec(_reader, needs_model=False),
 }
 """Simulator kinds by name: the paper's logprob method, generation, two model-free baselines,
-and the offline simulator trained on planted neurons (``simulators/trained.py``)."""
+and two offline simulators trained on planted neurons: the cross-encoder
+(``simulators/trained.py``) and the reader (``simulators/reader.py``)."""
 
 
 def _spec(kind: str) -> SimulatorSpec:
