@@ -294,15 +294,7 @@ def model_card(meta: dict[str, Any], config: ReaderConfig) -> str:
         "| \\|truth − paraphrase\\| | neurons |\n|---|---|---|---|---|---|---|---|---|---|"
     )
     rows = "\n".join(TR._row(s, f[s]) for s in ("dev", "test") if s in f)
-    ceiling, decidable = meta.get("ceiling", {}), meta.get("decidable", {})
-    rows += "".join(f"\n{TR._row(f'{s}: ceiling (rule executor)', ceiling[s])}" for s in ceiling)
-    dec_rows = "\n".join(
-        TR._row(s, {**decidable[s], "n": f[s]["n"]}) for s in ("dev", "test") if s in decidable
-    )
-    dec_n = "; ".join(
-        f"{s}: " + ", ".join(f"{k} {int(v)}" for k, v in decidable[s].items() if k.startswith("n_"))
-        for s in decidable
-    )
+    rows, dec_section = TR.ceiling_sections(meta, head, rows)
     sel, ds = meta["selected"], meta["dev_select"]
     return f"""# Reader simulator (`-T simulator=reader`)
 
@@ -350,22 +342,11 @@ token, firing tokens weighted ×{r["positive_weight"]}. {r["evals"]} dev evaluat
 ## Held-out figures
 Truth beats each decoy (fraction of neurons), top-and-random correlation on the `valid`
 split, {meta["report_records"]} top + {meta["report_records"]} random records per neuron. Dev
-chose the checkpoint; test was scored once, after training. The ceiling rows run each
-explanation's own rule on the same records (a perfect simulator): it ties wherever a decoy
-differs from the truth only on words absent from the scored records, and ties never count
-as wins.
+chose the checkpoint; test was scored once, after training.
 
 {head}
 {rows}
-
-On the *decidable* pairs only (those the rule executor separates; `all` and `all three`
-over each neuron's decidable decoys):
-
-{head}
-{dec_rows}
-
-Decidable pairs: {dec_n}.
-
+{dec_section}
 The tests reproduce the figures of a fixed dev subset ({TR.CHECK_NEURONS} neurons,
 {TR.CHECK_RECORDS}+{TR.CHECK_RECORDS} records, `{TR.CHECK_FILE}`):
 {TR._fmt(meta["dev_check"]["figures"])}.

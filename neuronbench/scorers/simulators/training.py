@@ -748,24 +748,24 @@ def _sizes(sizes: dict[str, Any]) -> str:
     return f"{n} neurons over {t:,} corpus tokens each"
 
 
-def model_card(meta: dict[str, Any], config: ModelConfig) -> str:
-    """MODEL_CARD.md: data, recipe, held-out figures and known limits, from the run's record."""
-    r, d, f = meta["recipe"], meta["data"], meta["figures"]
-    head = "| split | all three | too narrow | too broad | different | literal | all four | AUC | \\|truth − paraphrase\\| | neurons |\n|---|---|---|---|---|---|---|---|---|---|"
-    rows = "\n".join(_row(s, f[s]) for s in ("dev", "test") if s in f)
+def ceiling_sections(meta: dict[str, Any], head: str, rows: str) -> tuple[str, str]:
+    """A card's figure rows with the rule executor's ceiling rows appended, and the
+    decidable-pairs section ('' for records from before the ceiling existed)."""
+    f = meta["figures"]
     ceiling, decidable = meta.get("ceiling", {}), meta.get("decidable", {})
     rows += "".join(f"\n{_row(f'{s}: ceiling (rule executor)', ceiling[s])}" for s in ceiling)
-    dec_section = ""
-    if decidable:
-        dec_rows = "\n".join(
-            _row(s, {**decidable[s], "n": f[s]["n"]}) for s in ("dev", "test") if s in decidable
-        )
-        dec_n = "; ".join(
-            f"{s}: "
-            + ", ".join(f"{k} {int(v)}" for k, v in decidable[s].items() if k.startswith("n_"))
-            for s in decidable
-        )
-        dec_section = f"""
+    if not decidable:
+        return rows, ""
+    dec_rows = "\n".join(
+        _row(s, {**decidable[s], "n": f[s]["n"]}) for s in ("dev", "test") if s in decidable
+    )
+    dec_n = "; ".join(
+        f"{s}: " + ", ".join(f"{k} {int(v)}" for k, v in decidable[s].items() if k.startswith("n_"))
+        for s in decidable
+    )
+    return (
+        rows,
+        f"""
 The ceiling rows run each explanation's own rule on the same records: a perfect
 simulator. It ties wherever a decoy differs from the truth only on words absent from the
 scored records (most often a too-broad decoy), and ties never count as wins, so no
@@ -776,7 +776,16 @@ rule executor separates; `all` and `all three` over each neuron's decidable deco
 {dec_rows}
 
 Decidable pairs: {dec_n}.
-"""
+""",
+    )
+
+
+def model_card(meta: dict[str, Any], config: ModelConfig) -> str:
+    """MODEL_CARD.md: data, recipe, held-out figures and known limits, from the run's record."""
+    r, d, f = meta["recipe"], meta["data"], meta["figures"]
+    head = "| split | all three | too narrow | too broad | different | literal | all four | AUC | \\|truth − paraphrase\\| | neurons |\n|---|---|---|---|---|---|---|---|---|---|"
+    rows = "\n".join(_row(s, f[s]) for s in ("dev", "test") if s in f)
+    rows, dec_section = ceiling_sections(meta, head, rows)
     sel, ds = meta["selected"], meta["dev_select"]
     return f"""# Trained simulator (`-T simulator=trained`)
 
@@ -784,7 +793,7 @@ A MiniLM cross-encoder that predicts a neuron's activation (0-10) on every token
 record from an explanation alone. Code: `neuronbench/scorers/simulators/trained.py`
 (network, loading) and `training.py` (data, loop). Rebuild from scratch, seeded:
 
-    neuronbench train-simulator --out DIR --seed {r["seed"]} --steps {r["steps"]} --evals {r["evals"]}{_extra_flag(d)}
+    neuronbench train-simulator --arch crossencoder --out DIR --seed {r["seed"]} --steps {r["steps"]} --evals {r["evals"]}{_extra_flag(d)}
 
 This build: {meta["seconds"] / 60:.1f} min wall, {meta.get("cpu_seconds", float("nan")) / 60:.1f} CPU-min,
 {meta["threads"]} torch threads (torch {meta["torch"]}); wall time depends on what else the
