@@ -55,7 +55,9 @@ def _default_scorers() -> list[str]:
 
 
 def _default_simulators() -> list[str]:
-    return ["logprob", "embedding"]
+    # the paper's LLM simulator, the trained reader (the offline simulator with the best
+    # validity on unseen suite concepts) and the untrained embedding floor beside it
+    return ["logprob", "reader", "embedding"]
 
 
 def _default_sites() -> list[str]:
@@ -100,7 +102,8 @@ class RunConfig:
     """Non-LLM explainers and controls, run once (model ``none/none``)."""
     simulators: list[str] = field(default_factory=_default_simulators)
     """Simulator kinds, each scoring every explanation: logprob (the paper's), generation,
-    lexical, embedding. Explanations are generated once (inspect's cache) and reused."""
+    lexical, embedding, reader, trained. Explanations are generated once (inspect's cache)
+    and reused."""
     simulator_model: str = "neuronbench/smollm2"
     """inspect model name bound to the ``simulator`` role (LLM simulators only)."""
     scorers: list[str] = field(default_factory=_default_scorers)
