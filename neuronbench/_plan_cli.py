@@ -38,7 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     run.add_argument("--explainer", required=True, help="inspect model name, e.g. openai/gpt-4o")
     run.add_argument("--strategy", default="token_activation_pairs")
     run.add_argument(
-        "--simulator", default="logprob", help="logprob, generation, lexical, embedding, trained"
+        "--simulator",
+        default="logprob",
+        help="logprob, generation, lexical, embedding, reader, trained",
     )
     run.add_argument("--simulator-model", default="neuronbench/smollm2")
     run.add_argument("--split", default="valid", choices=["valid", "test", "calibration"])

@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--simulators",
         type=_csv,
         default=d.simulators,
-        help="comma-separated simulator kinds: logprob, generation, lexical, embedding",
+        help="comma-separated simulator kinds: logprob, generation, lexical, embedding, reader, trained",
     )
     p.add_argument(
         "--simulator-model", default=d.simulator_model, help="inspect model for LLM simulators"

@@ -489,7 +489,7 @@ def _simulate_calls(
 ) -> int | None:
     """Add the simulator calls for one explanation on ``split``; returns the logprob prefix size."""
     if cfg.simulator not in ("logprob", "generation"):
-        return None  # lexical, embedding, trained: no model calls
+        return None  # lexical, embedding, trained, reader: no model calls
     scoring = scoring_records(neuron, split, cfg.n_score_records)  # type: ignore[arg-type]
     local = cfg.simulator_model.startswith("neuronbench/")
     if cfg.simulator == "logprob":

@@ -1,1 +1,2 @@
-"""Simulators: predict activations from an explanation (logprob, generation, lexical, embedding)."""
+"""Simulators: predict activations from an explanation (logprob, generation, lexical, embedding,
+and the trained reader and cross-encoder)."""
