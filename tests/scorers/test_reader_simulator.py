@@ -150,3 +150,21 @@ def test_shipped_reader_reads_a_word_list_literally_and_a_suffix_by_spelling() -
     assert suf[ed].min() > np.delete(suf, ed).max()
     empty = asyncio.run(sim.simulate("  ", [rec]))
     assert empty.predictions == [[0.0] * len(rec)] and empty.details["empty_explanation"]
+
+
+def test_offline_simulate_flags_a_non_finite_prediction_and_keeps_the_rest() -> None:
+    from neuronbench.scorers.simulators.base import simulate_offline
+
+    class Fake:
+        def __init__(self, value: float) -> None:
+            self.value = value
+
+        def predict(self, explanation: str, records: list[list[str]]) -> list[list[float]]:
+            return [[self.value] * len(r) for r in records]
+
+    bad = asyncio.run(simulate_offline(lambda: Fake(float("nan")), "x", [["a", "b"]], "fake", {}))
+    assert bad.failed and bad.error == "non-finite prediction from the fake"
+    ok = asyncio.run(
+        simulate_offline(lambda: Fake(2.0), "x", [["a"], ["b", "c"]], "fake", {"k": 1})
+    )
+    assert ok.predictions == [[2.0], [2.0, 2.0]] and ok.details == {"k": 1}

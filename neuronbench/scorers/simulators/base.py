@@ -7,7 +7,8 @@ never a silent row of zeros.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -40,3 +41,27 @@ class Simulator(Protocol):
     async def simulate(self, explanation: str, records: Sequence[Sequence[str]]) -> Simulation:
         """Predict an activation for every token of every record."""
         ...
+
+
+async def simulate_offline(
+    load: Callable[[], Any],
+    explanation: str,
+    records: Sequence[Sequence[str]],
+    label: str,
+    details: dict[str, Any],
+) -> Simulation:
+    """Shared ``simulate`` of the trained offline simulators: ``load()`` returns an object
+    whose blocking ``predict(explanation, records)`` gives 0-10 predictions; both run in a
+    worker thread. An empty explanation predicts a constant (scored 0, not a failure); a
+    non-finite prediction is a flagged failure naming ``label``."""
+    import anyio
+
+    if not explanation.strip():
+        return Simulation(
+            predictions=[[0.0] * len(r) for r in records], details={"empty_explanation": True}
+        )
+    model = await anyio.to_thread.run_sync(load)
+    preds = await anyio.to_thread.run_sync(model.predict, explanation, [list(r) for r in records])
+    if any(not math.isfinite(v) for p in preds for v in p):
+        return Simulation(None, error=f"non-finite prediction from the {label}")
+    return Simulation(predictions=preds, details=details)

@@ -20,7 +20,6 @@ so "inside quoted speech" means one thing everywhere in the project.
 from __future__ import annotations
 
 import json
-import math
 import re
 import threading
 from collections.abc import Sequence
@@ -31,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from neuronbench.scorers.simulators.base import Simulation
+from neuronbench.scorers.simulators.base import Simulation, simulate_offline
 
 MODEL_DIR = Path(__file__).with_name("reader_model")
 WEIGHTS_FILE = "model.safetensors"
@@ -344,16 +343,10 @@ class ReaderSimulator:
         return self._model
 
     async def simulate(self, explanation: str, records: Sequence[Sequence[str]]) -> Simulation:
-        import anyio
-
-        if not explanation.strip():
-            return Simulation(
-                predictions=[[0.0] * len(r) for r in records], details={"empty_explanation": True}
-            )
-        model = await anyio.to_thread.run_sync(self.model)
-        preds = await anyio.to_thread.run_sync(
-            model.predict, explanation, [list(r) for r in records]
+        return await simulate_offline(
+            self.model,
+            explanation,
+            records,
+            "reader simulator",
+            {"model": str(self.path or MODEL_DIR)},
         )
-        if any(not math.isfinite(v) for p in preds for v in p):
-            return Simulation(None, error="non-finite prediction from the reader simulator")
-        return Simulation(predictions=preds, details={"model": str(self.path or MODEL_DIR)})

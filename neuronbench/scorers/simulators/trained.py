@@ -30,7 +30,6 @@ the network: the base comes from the installed package and the fine-tuned part f
 from __future__ import annotations
 
 import json
-import math
 import re
 import threading
 from collections import OrderedDict
@@ -41,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from neuronbench.scorers.simulators.base import Simulation
+from neuronbench.scorers.simulators.base import Simulation, simulate_offline
 
 if TYPE_CHECKING:
     import torch
@@ -646,16 +645,10 @@ class TrainedSimulator:
         return self._model
 
     async def simulate(self, explanation: str, records: Sequence[Sequence[str]]) -> Simulation:
-        import anyio
-
-        if not explanation.strip():
-            return Simulation(
-                predictions=[[0.0] * len(r) for r in records], details={"empty_explanation": True}
-            )
-        model = await anyio.to_thread.run_sync(self.model)
-        preds = await anyio.to_thread.run_sync(
-            model.predict, explanation, [list(r) for r in records]
+        return await simulate_offline(
+            self.model,
+            explanation,
+            records,
+            "trained simulator",
+            {"model": str(self.path or MODEL_DIR)},
         )
-        if any(not math.isfinite(v) for p in preds for v in p):
-            return Simulation(None, error="non-finite prediction from the trained simulator")
-        return Simulation(predictions=preds, details={"model": str(self.path or MODEL_DIR)})
