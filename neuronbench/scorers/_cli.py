@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from typing import Any
 
 
@@ -262,6 +263,10 @@ def _split(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+TRAINED_ON_SUITE = frozenset({"reader", "trained"})
+"""Simulators fitted to the ground-truth suite's train split (their figures there are not held out)."""
+
+
 def _validate(args: argparse.Namespace) -> int:
     from neuronbench.errors import UsageError
 
@@ -274,6 +279,14 @@ def _validate(args: argparse.Namespace) -> int:
     from neuronbench.scorers.validity import validate
 
     ds = NeuronDataset.load(args.dataset)
+    trained = sorted(set(_split(args.simulator)) & TRAINED_ON_SUITE)
+    suite_split = getattr(args, "suite_split", None)
+    if trained and isinstance(ds.card.extra.get("suite"), dict) and suite_split in (None, "train"):
+        print(
+            f"neuronbench validate: note: {', '.join(trained)} were trained on the suite's train "
+            "split; held-out figures need --suite-split dev or test",
+            file=sys.stderr,
+        )
     reports = validate(
         ds,
         _split(args.simulator),

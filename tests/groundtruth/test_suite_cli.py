@@ -44,3 +44,14 @@ def test_plant_v2_then_validate_per_split(tmp_path, capsys) -> None:
             assert ceiling[kind] == 1.0
     assert 0 < ceiling["n_pairs"] <= report["n_neurons"] * len(DECOY_KINDS)
     assert "on decidable pairs" in captured
+
+
+def test_validate_notes_that_a_trained_simulator_is_not_held_out_on_train(tmp_path, capsys) -> None:
+    out = tmp_path / "suite"
+    assert run(["plant", "--suite", "v2", "--subject", "tiny", "--tokens", "8000", "--neurons",
+                "12", "--top-k", "6", "--random", "4", "--out", str(out)]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert run(["validate", str(out), "--simulator", "lexical,reader", "--suite-split", "train",
+                "--n-records", "2"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "reader were trained on the suite's train split" in err
