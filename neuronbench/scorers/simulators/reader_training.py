@@ -356,7 +356,11 @@ The tests reproduce the figures of a fixed dev subset ({TR.CHECK_NEURONS} neuron
   MiniLM does not place near the explanation or its named words is read poorly (the
   suite's semantic families are its weakest).
 - Trained on the suite's template phrasings over one corpus (Austen): free-form human
-  phrasing, other domains and real neurons are outside its training distribution.
+  phrasing, other domains and real neurons are outside its training distribution; its gains
+  on the suite need not carry over to hand-written explanations.
+- Not robust to paraphrase: the explanation's code follows its wording, so a paraphrase of
+  the truth can score quite differently (|truth − paraphrase| above; the untrained embedding
+  simulator is steadier).
 - No parts of speech, no graded strength within a rule (per-word weights), no rules about
   spaces; English only.
 - Features come from the explanation's surface (named words, quotes, `-suffix`): an
