@@ -143,21 +143,10 @@ def train_reader(
     prog = TR.Progress(options.steps, "train", every=250)
     for step in range(options.steps):
         net.train()
-        n_fire = (
-            min(len(firing), round(options.batch * options.firing_fraction)) if len(firing) else 0
-        )
-        pick = list(rng.choice(firing, n_fire)) if n_fire else []
-        pick += list(rng.choice(quiet if len(quiet) else firing, options.batch - n_fire))
+        pick = TR.draw_batch(rng, firing, quiet, options.batch, options.firing_fraction)
         i = torch.tensor(pick)
         logits = net(data.embeddings[data.explanation[i]], data.features[i])
-        y = data.target[i]
-        w = (1.0 + (options.positive_weight - 1.0) * (y > 0).float()) * data.mask[i].float()
-        loss = (
-            torch.nn.functional.binary_cross_entropy_with_logits(
-                logits, y, weight=w, reduction="sum"
-            )
-            / w.sum()
-        )
+        loss = TR.weighted_bce(logits, data.target[i], data.mask[i], options.positive_weight)
         for g in opt.param_groups:
             g["lr"] = options.lr * TR._lr_scale(step, options.steps, options.warmup)
         opt.zero_grad()

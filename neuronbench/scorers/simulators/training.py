@@ -195,6 +195,34 @@ def batch_tensors(
     return inputs, target, mask
 
 
+def draw_batch(
+    rng: np.random.Generator,
+    firing: np.ndarray,
+    quiet: np.ndarray,
+    batch: int,
+    firing_fraction: float,
+) -> list[int]:
+    """Example indices of one batch: ``firing_fraction`` of it from pairs where the
+    explanation fires (they are the minority that carries the rule), the rest from the others."""
+    n_fire = min(len(firing), round(batch * firing_fraction)) if len(firing) else 0
+    pick = list(rng.choice(firing, n_fire)) if n_fire else []
+    return pick + list(rng.choice(quiet if len(quiet) else firing, batch - n_fire))
+
+
+def weighted_bce(logits: Any, target: Any, mask: Any, positive_weight: float) -> Any:
+    """Binary cross-entropy per real token, firing tokens weighted ``positive_weight``
+    (they are a few percent of tokens), averaged over the weights."""
+    import torch
+
+    weight = (1.0 + (positive_weight - 1.0) * (target > 0).float()) * mask.float()
+    return (
+        torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, target, weight=weight, reduction="sum"
+        )
+        / weight.sum()
+    )
+
+
 def train(
     examples: Sequence[Example],
     options: TrainOptions,
@@ -247,22 +275,10 @@ def train(
     prog = Progress(options.steps, "train", every=25)
     for step in range(options.steps):
         net.train()
-        n_fire = (
-            min(len(firing), int(round(options.batch * options.firing_fraction)))
-            if len(firing)
-            else 0
-        )
-        pick = list(rng.choice(firing, n_fire)) if n_fire else []
-        pick += list(rng.choice(quiet if len(quiet) else firing, options.batch - n_fire))
+        pick = draw_batch(rng, firing, quiet, options.batch, options.firing_fraction)
         inputs, target, mask = batch_tensors([examples[i] for i in pick], states)
         logits = net.token_logits(*inputs)
-        weight = (1.0 + (options.positive_weight - 1.0) * (target > 0).float()) * mask
-        loss = (
-            torch.nn.functional.binary_cross_entropy_with_logits(
-                logits, target, weight=weight, reduction="sum"
-            )
-            / weight.sum()
-        )
+        loss = weighted_bce(logits, target, mask, options.positive_weight)
         scale = _lr_scale(step, options.steps, options.warmup)
         for g, lr in zip(opt.param_groups, base_lrs, strict=True):
             g["lr"] = lr * scale
