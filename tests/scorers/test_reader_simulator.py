@@ -168,3 +168,16 @@ def test_offline_simulate_flags_a_non_finite_prediction_and_keeps_the_rest() -> 
         simulate_offline(lambda: Fake(2.0), "x", [["a"], ["b", "c"]], "fake", {"k": 1})
     )
     assert ok.predictions == [[2.0], [2.0, 2.0]] and ok.details == {"k": 1}
+
+
+def test_model_cache_reads_each_directory_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from neuronbench.scorers.simulators.base import ModelCache
+
+    reads: list[Path] = []
+    cache = ModelCache(lambda p: reads.append(p) or len(reads))
+    (tmp_path / "a").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert cache.get(Path("a")) == cache.get(tmp_path / "a") == 1  # same directory, one read
+    assert cache.get(tmp_path) == 2 and len(reads) == 2

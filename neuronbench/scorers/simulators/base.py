@@ -8,9 +8,11 @@ never a silent row of zeros.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 
 @dataclass
@@ -65,3 +67,23 @@ async def simulate_offline(
     if any(not math.isfinite(v) for p in preds for v in p):
         return Simulation(None, error=f"non-finite prediction from the {label}")
     return Simulation(predictions=preds, details=details)
+
+
+M = TypeVar("M")
+
+
+class ModelCache(Generic[M]):
+    """Offline simulator models by directory, each read once per process: a simulator is
+    called once per explanation, and reading its weights every time would dominate."""
+
+    def __init__(self, read: Callable[[Path], M]) -> None:
+        self._read = read
+        self._models: dict[str, M] = {}
+        self._lock = threading.Lock()
+
+    def get(self, path: Path) -> M:
+        key = str(path.resolve())
+        with self._lock:
+            if key not in self._models:
+                self._models[key] = self._read(path)
+            return self._models[key]

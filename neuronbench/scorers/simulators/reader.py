@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from neuronbench.scorers.simulators.base import Simulation, simulate_offline
+from neuronbench.scorers.simulators.base import ModelCache, Simulation, simulate_offline
 
 MODEL_DIR = Path(__file__).with_name("reader_model")
 WEIGHTS_FILE = "model.safetensors"
@@ -313,18 +313,12 @@ def read_model(path: str | Path) -> ReaderModel:
     return ReaderModel(net, config, doc)
 
 
-_loaded: dict[str, ReaderModel] = {}
-_load_lock = threading.Lock()
+_models = ModelCache(read_model)
 
 
 def load_model(path: str | Path | None = None) -> ReaderModel:
     """The reader in ``path`` (default: the shipped one), loaded once per process."""
-    where = Path(path) if path is not None else MODEL_DIR
-    key = str(where.resolve())
-    with _load_lock:
-        if key not in _loaded:
-            _loaded[key] = read_model(where)
-        return _loaded[key]
+    return _models.get(Path(path) if path is not None else MODEL_DIR)
 
 
 @dataclass

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from neuronbench.scorers.simulators.base import Simulation, simulate_offline
+from neuronbench.scorers.simulators.base import ModelCache, Simulation, simulate_offline
 
 if TYPE_CHECKING:
     import torch
@@ -608,25 +608,24 @@ def load_network(path: str | Path, config: ModelConfig) -> Any:
     return net
 
 
-_loaded: dict[str, TrainedModel] = {}
-_load_lock = threading.Lock()
+def read_model(where: Path) -> TrainedModel:
+    """Load the trained simulator in ``where`` (uncached); one clear error for a bad config."""
+    from neuronbench.datasets.errors import DatasetError
+
+    try:
+        doc = json.loads((where / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise DatasetError(f"{where / CONFIG_FILE}: cannot read ({e})") from None
+    config = ModelConfig.from_dict(doc.get("config", {}))
+    return TrainedModel(load_network(where, config), config, doc)
+
+
+_models = ModelCache(read_model)
 
 
 def load_model(path: str | Path | None = None) -> TrainedModel:
     """The trained simulator in ``path`` (default: the shipped one), loaded once per process."""
-    from neuronbench.datasets.errors import DatasetError
-
-    where = Path(path) if path is not None else MODEL_DIR
-    key = str(where.resolve())
-    with _load_lock:
-        if key not in _loaded:
-            try:
-                doc = json.loads((where / CONFIG_FILE).read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as e:
-                raise DatasetError(f"{where / CONFIG_FILE}: cannot read ({e})") from None
-            config = ModelConfig.from_dict(doc.get("config", {}))
-            _loaded[key] = TrainedModel(load_network(where, config), config, doc)
-        return _loaded[key]
+    return _models.get(Path(path) if path is not None else MODEL_DIR)
 
 
 @dataclass
