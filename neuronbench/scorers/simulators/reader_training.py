@@ -155,8 +155,6 @@ def train_reader(
         losses.append(float(loss.detach()))
         prog.update(f"loss {np.mean(losses[-100:]):.4f}")
         if (step + 1) % every == 0 or step + 1 == options.steps:
-            if history and history[-1]["step"] == step + 1:
-                continue
             net.eval()
             row: dict[str, Any] = {"step": step + 1, "loss": float(np.mean(losses[-200:]))}
             if dev_eval is not None:
